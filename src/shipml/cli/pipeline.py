@@ -1,0 +1,125 @@
+"""`shipml run` and one command per stage: ingest, validate, test, train, evaluate, register."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load
+
+if TYPE_CHECKING:
+    from shipml.pipeline import PipelineResult
+
+SnapshotOpt = Annotated[
+    int | None, typer.Option("--snapshot", help="Snapshot version to use; default: the latest.")
+]
+
+
+def register_commands(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        project: ProjectOpt = Path("."),
+        snapshot: SnapshotOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run every stage in order (ingest, validate, test, train, evaluate, register),
+        stopping at the first failed gate."""
+        from shipml.pipeline import ORDER
+
+        _run(project, ORDER, snapshot, as_json)
+
+    for stage, doc in [
+        ("ingest", "Read the data source into a new immutable snapshot (none if unchanged)."),
+        ("validate", "Run the expectation suite on a snapshot; exit 1 if it fails."),
+        ("test", "Run the project's own pytest suite; exit 1 if it fails."),
+        ("train", "Train on a snapshot inside an MLflow run."),
+        ("evaluate", "Evaluate the newest trained model against every gate; exit 1 if one fails."),
+        ("register", "Register the newest evaluated model with the candidate alias."),
+    ]:
+        app.command(name=stage, help=doc)(_stage_command(stage))
+
+
+def _stage_command(stage: str) -> Any:
+    def command(
+        project: ProjectOpt = Path("."),
+        snapshot: SnapshotOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _run(project, [stage], snapshot, as_json)
+
+    command.__name__ = stage
+    return command
+
+
+def _run(project_path: Path, names: list[str], snapshot: int | None, as_json: bool) -> None:
+    from shipml.pipeline import run_stages
+
+    with errors(as_json):
+        project = load(project_path)
+        progress = _Progress(enabled=not as_json)
+        result = run_stages(project, names, snapshot_version=snapshot, on_event=progress)
+    emit(as_json, result.to_dict(), lambda: _summary(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+class _Progress:
+    """One line per stage on stderr: a spinner while it runs, then its verdict and time."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.err = console(stderr=True)
+        self.status: Any = None
+        self.t0 = 0.0
+
+    def __call__(self, stage: str, event: str, message: str) -> None:
+        if not self.enabled:
+            return
+        from rich.text import Text
+
+        if event == "start":
+            self.t0 = time.perf_counter()
+            self.status = self.err.status(f"{stage}…")
+            self.status.start()
+            return
+        if self.status is not None:
+            self.status.stop()
+        mark, style = ("✓", "green") if event == "done" else ("✗", "bold red")
+        seconds = time.perf_counter() - self.t0
+        self.err.print(Text.assemble((f"{mark} {stage:<9}", style), f"{seconds:6.1f}s  ", message))
+
+
+def _summary(result: PipelineResult) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    table = Table(title=f"shipml run {result.run_id[:8]} ({result.seconds:.1f} s)", show_lines=False)
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("details", overflow="fold")
+    for step in result.steps:
+        o = step.outputs
+        if step.stage == "ingest" and o:
+            detail = f"{o['snapshot']}  {o['content_hash']}  rows={o['rows']}"
+        elif step.stage == "evaluate" and o.get("metrics"):
+            metrics = "  ".join(f"{k}={v:.3f}" for k, v in o["metrics"].items())
+            gates = "  ".join(f"{g}:{'pass' if ok else 'FAIL'}" for g, ok in o.get("gates", {}).items())
+            detail = f"{metrics}\n{gates}"
+        elif step.stage == "register" and o:
+            detail = f"{o['model']} version {o['version']}  alias '{o['alias']}'"
+        else:
+            detail = step.summary
+        verdict = Text("ok", "green") if step.status == "done" else Text("FAILED", "bold red")
+        table.add_row(step.stage, verdict, detail)
+    out.print(table)
+    for name, path in result.reports.items():
+        out.print(f"{name} report: {path}")
+    if result.failure is not None:
+        err = console(stderr=True)
+        err.print(Text(f"{result.failure.stage} gate failed:", "bold red"))
+        for reason in result.failure.reasons:
+            err.print(f"  - {reason}", markup=False)

@@ -1,0 +1,77 @@
+"""Project-wide commands: `config show`, `audit verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load, state
+
+
+def register_commands(app: typer.Typer) -> None:
+    config_app = typer.Typer(help="The project's configuration.", no_args_is_help=True)
+    audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+    app.add_typer(audit_app, name="audit")
+
+    @config_app.command("show")
+    def config_show(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+        """Print the effective configuration: shipml.yaml, SHIPML_* overrides and defaults."""
+        import yaml
+
+        with errors(as_json):
+            p = load(project)
+        data = p.config.model_dump(mode="json")
+        derived = {
+            "root": str(p.root),
+            "state_url": p.state_url,
+            "tracking_uri": p.tracking_uri,
+            "snapshot_root": p.snapshot_root,
+            "model_name": p.model_name,
+        }
+        emit(
+            as_json,
+            {"config": data, "derived": derived},
+            lambda: console().print(
+                yaml.safe_dump(data, sort_keys=False)
+                + "# derived\n"
+                + yaml.safe_dump(derived, sort_keys=False),
+                markup=False,
+            ),
+        )
+
+    @audit_app.command("verify")
+    def audit_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+        """Check the audit chain; exit 1 if an entry was edited, reordered or deleted."""
+        with errors(as_json):
+            p = load(project)
+            with state(p) as store:
+                problems = store.verify_audit()
+                count = len(store.events())
+        emit(
+            as_json,
+            {"ok": not problems, "entries": count, "problems": problems},
+            lambda: console().print(
+                f"audit log intact: {count} entries"
+                if not problems
+                else "audit log TAMPERED:\n" + "\n".join(f"  - {x}" for x in problems),
+                markup=False,
+            ),
+        )
+        if problems:
+            raise typer.Exit(1)
+
+    @audit_app.command("log")
+    def audit_log(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+        """List every audit event, oldest first."""
+        from rich.table import Table
+
+        with errors(as_json):
+            p = load(project)
+            with state(p) as store:
+                events = store.events()
+        table = Table("seq", "at", "actor", "action", "subject")
+        for e in events:
+            table.add_row(str(e.seq), e.at, e.actor, e.action, e.subject)
+        emit(as_json, [e.__dict__ for e in events], lambda: console().print(table))

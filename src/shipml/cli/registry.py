@@ -1,0 +1,116 @@
+"""Registry commands: `promote`, `registry versions | history`, `lineage`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load, state
+
+
+def register_commands(app: typer.Typer) -> None:
+    reg = typer.Typer(help="The MLflow Model Registry: versions and alias history.", no_args_is_help=True)
+    app.add_typer(reg, name="registry")
+
+    @app.command()
+    def promote(
+        model: Annotated[str, typer.Argument(help="Registered model name.")],
+        version: Annotated[int, typer.Argument(help="The version to make champion.")],
+        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")] = "manual promotion",
+        project: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Move the champion alias to a version, recorded with who, when and why."""
+        from shipml.registry.models import promote as promote_version
+
+        with errors(as_json):
+            p = _for_model(project, model)
+            with state(p) as store:
+                previous = promote_version(p, store, version, reason=reason)
+        alias = p.config.registry.champion_alias
+        emit(
+            as_json,
+            {"model": model, "alias": alias, "version": version, "previous": previous},
+            lambda: console().print(f"{model}@{alias}: {previous or '-'} -> {version}", markup=False),
+        )
+
+    @reg.command("versions")
+    def versions(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+        """Every registered version of the project's model, with aliases and tags."""
+        from rich.table import Table
+
+        from shipml.registry.models import list_versions
+
+        with errors(as_json):
+            p = load(project)
+            found = list_versions(p)
+        table = Table("version", "aliases", "snapshot", "git commit", "run")
+        for v in found:
+            table.add_row(
+                str(v.version),
+                ",".join(v.aliases),
+                v.tags.get("shipml.snapshot", ""),
+                v.tags.get("shipml.git_commit", "")[:10],
+                v.run_id,
+            )
+        emit(as_json, [v.__dict__ for v in found], lambda: console().print(table))
+
+    @reg.command("history")
+    def history(
+        model: Annotated[str, typer.Argument(help="Registered model name.")],
+        project: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Which version held each alias, when, set by whom and why."""
+        from rich.table import Table
+
+        from shipml.registry.models import alias_history
+
+        with errors(as_json):
+            p = _for_model(project, model)
+            with state(p) as store:
+                spans = alias_history(p, store)
+        table = Table("alias", "version", "since", "until", "by", "reason")
+        for s in spans:
+            table.add_row(s.alias, str(s.version), s.since, s.until or "now", s.actor, s.reason)
+        emit(as_json, [s.__dict__ for s in spans], lambda: console().print(table))
+
+    @app.command()
+    def lineage(
+        ref: Annotated[str, typer.Argument(help="MODEL:VERSION, e.g. credit:3")],
+        project: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """The chain raw source -> snapshot -> validation -> MLflow run -> model version."""
+        from shipml.errors import UsageError
+        from shipml.state.lineage import lineage as read_lineage
+
+        with errors(as_json):
+            name, _, version = ref.rpartition(":")
+            if not name or not version.isdigit():
+                raise UsageError(f"expected MODEL:VERSION such as credit:3, got {ref!r}")
+            p = _for_model(project, name)
+            with state(p) as store:
+                chain = read_lineage(store, name, int(version))
+
+        def render() -> None:
+            out = console()
+            for i, link in enumerate(chain):
+                arrow = "   " if i == 0 else "-> "
+                out.print(f"{arrow}{link.stage:<10} {link.label}  {link.hash or ''}", markup=False)
+
+        emit(as_json, [link.__dict__ for link in chain], render)
+
+
+def _for_model(project_path: Path, model: str):  # type: ignore[no-untyped-def]
+    from shipml.errors import UsageError
+
+    p = load(project_path)
+    if model != p.model_name:
+        raise UsageError(
+            f"this project's model is {p.model_name!r}, not {model!r}; "
+            f"pass --project for the project that owns {model!r}"
+        )
+    return p

@@ -1,0 +1,338 @@
+"""The one model of shipml.yaml, and the project it describes.
+
+`load_project(path)` reads shipml.yaml once, applies SHIPML_* overrides, validates everything
+and returns a frozen `Project`: the config plus the directory it lives in, with every derived
+location (state store URL, MLflow URI, snapshot root) computed in one place. Nothing here reads
+a file at import time or keeps global state; callers pass the Project explicitly.
+
+Environment overrides use a double underscore between levels and YAML for the value:
+`SHIPML_TRAINING__SEED=7`, `SHIPML_STATE__URL=postgresql+psycopg://...`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shipml.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "Config", "Project", "load_project"]
+
+CONFIG_FILE = "shipml.yaml"
+ENV_PREFIX = "SHIPML_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StateConfig(_Section):
+    """Where shipml keeps its own records (step runs, lineage, audit log)."""
+
+    dir: str = Field(".shipml", description="Local state directory, relative to the project.")
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the state store; default sqlite:///<dir>/state.db. "
+        "A postgresql+psycopg:// URL scales past one machine.",
+    )
+
+
+class DataConfig(_Section):
+    """The raw source and the snapshot table it is ingested into."""
+
+    source: str = Field(
+        "data.csv",
+        description="A CSV or Parquet path (relative to the project), or a SQLAlchemy URL "
+        "when format is sql.",
+    )
+    format: Literal["auto", "csv", "parquet", "sql"] = Field(
+        "auto", description="How to read the source; auto decides by file suffix."
+    )
+    query: str | None = Field(None, description="The SQL query, when format is sql.")
+    dataset: str | None = Field(None, description="Snapshot table name; default: project name.")
+    store: str | None = Field(
+        None,
+        description="Where snapshot tables live: a folder or an object-store URI "
+        "(s3://, gs://, az://); default <state.dir>/data.",
+    )
+    key: str | None = Field(None, description="A column whose values must be unique.")
+
+
+class SuggestConfig(_Section):
+    """How `shipml expectations suggest` turns a reference snapshot into a suite."""
+
+    quantile: float = Field(
+        0.001, ge=0, lt=0.5, description="Numeric ranges span this quantile to 1-quantile..."
+    )
+    margin: float = Field(0.1, ge=0, description="...widened by this fraction of the span.")
+    outlier_tolerance: float = Field(
+        0.01, ge=0, le=1, description="Fraction of rows allowed outside a range (GX mostly)."
+    )
+    max_categories: int = Field(
+        30, ge=1, description="A text column with at most this many values gets a value set."
+    )
+    row_count_margin: float = Field(
+        0.5, ge=0, description="Row-count bounds: reference rows times (1 -/+ margin)."
+    )
+
+
+class ValidationConfig(_Section):
+    """The Great Expectations suite that gates every snapshot."""
+
+    suite: str = Field("expectations/suite.json", description="Suite file in the project.")
+    docs_dir: str | None = Field(
+        None, description="Where Data Docs HTML goes; default <state.dir>/reports/validation."
+    )
+    suggest: SuggestConfig = SuggestConfig()
+
+
+class TestsConfig(_Section):
+    """The project's own pytest suite, run as a gate."""
+
+    enabled: bool = True
+    path: str = Field("tests", description="Folder of the project's tests.")
+    args: list[str] = Field(default_factory=list, description="Extra pytest arguments.")
+
+
+class TrainingConfig(_Section):
+    """The user's train function and how shipml tracks it."""
+
+    entrypoint: str = Field(
+        "train:train", description="module:function of `train(data, params) -> estimator`."
+    )
+    target: str = Field("target", description="The label column (binary).")
+    positive_label: str | int | bool | None = Field(
+        None,
+        description="The label value that counts as positive (the event, e.g. 'bad'); "
+        "default: the second of the sorted labels, as scikit-learn orders classes_.",
+    )
+    drop: list[str] = Field(
+        default_factory=list, description="Columns never given to the model (ids, leaks)."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to train().")
+    test_size: float = Field(0.25, gt=0, lt=1, description="Held-out fraction.")
+    stratify: bool = True
+    seed: int = 42
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite:///<state.dir>/mlflow.db."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; default project name.")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _module_function(cls, value: str) -> str:
+        module, _, func = value.partition(":")
+        if not module or not func:
+            raise ValueError(f"expected 'module:function' (e.g. 'train:train'), got {value!r}")
+        return value
+
+
+class Threshold(_Section):
+    min: float | None = None
+    max: float | None = None
+
+
+class FairnessGate(_Section):
+    sensitive: str | None = Field(None, description="Column to compare groups on; None = off.")
+    max_demographic_parity_difference: float = 0.1
+    max_equalized_odds_difference: float = 0.2
+
+
+class LatencyGate(_Section):
+    enabled: bool = True
+    max_p99_ms: float = Field(50.0, gt=0, description="Single-row predict p99, in process.")
+    samples: int = Field(200, ge=20, description="Single-row calls measured.")
+
+
+class RobustnessGate(_Section):
+    enabled: bool = True
+    noise: float = Field(0.01, ge=0, description="Gaussian noise, as a fraction of each std.")
+    max_noise_change: float = Field(0.05, ge=0, description="Max mean |delta probability|.")
+    missing_fraction: float = Field(0.1, ge=0, le=1, description="Cells set to missing.")
+    max_missing_change: float = Field(0.1, ge=0, description="Max mean |delta probability|.")
+
+
+class ChampionGate(_Section):
+    enabled: bool = True
+    metric: str = "roc_auc"
+    tolerance: float = Field(0.01, ge=0, description="How much worse than champion is allowed.")
+
+
+class EvaluationConfig(_Section):
+    """Gates a trained model must pass before it is registered."""
+
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=lambda: {"roc_auc": Threshold(min=0.6)},
+        description="Metric bounds: accuracy, roc_auc, f1, log_loss, brier.",
+    )
+    fairness: FairnessGate = FairnessGate()
+    latency: LatencyGate = LatencyGate()
+    robustness: RobustnessGate = RobustnessGate()
+    champion: ChampionGate = ChampionGate()
+    reports_dir: str | None = Field(
+        None, description="Where evaluation reports go; default <state.dir>/reports/evaluation."
+    )
+
+
+class RegistryConfig(_Section):
+    """Names in the MLflow Model Registry."""
+
+    model_name: str | None = Field(None, description="Registered model; default project name.")
+    candidate_alias: str = "candidate"
+    champion_alias: str = "champion"
+
+
+class Config(_Section):
+    """shipml.yaml: one section per stage, every field with a default that works locally."""
+
+    project: str = Field(description="Project name; the default model and dataset name.")
+    state: StateConfig = StateConfig()
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    tests: TestsConfig = TestsConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    @field_validator("project")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError(f"use letters, digits, '-' and '_' only, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded shipml.yaml and the directory it describes, with every derived location."""
+
+    root: Path
+    config: Config
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def name(self) -> str:
+        return self.config.project
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.config.state.dir)
+
+    @property
+    def state_url(self) -> str:
+        return self.config.state.url or f"sqlite:///{self.state_dir / 'state.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.config.training.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def experiment(self) -> str:
+        return self.config.training.experiment or self.name
+
+    @property
+    def model_name(self) -> str:
+        return self.config.registry.model_name or self.name
+
+    @property
+    def dataset(self) -> str:
+        return self.config.data.dataset or self.name
+
+    @property
+    def snapshot_root(self) -> str:
+        store = self.config.data.store
+        if store and "://" in store:
+            return store.rstrip("/")
+        return str(self.path(store) if store else self.state_dir / "data")
+
+    @property
+    def validation_docs_dir(self) -> Path:
+        d = self.config.validation.docs_dir
+        return self.path(d) if d else self.state_dir / "reports" / "validation"
+
+    @property
+    def evaluation_reports_dir(self) -> Path:
+        d = self.config.evaluation.reports_dir
+        return self.path(d) if d else self.state_dir / "reports" / "evaluation"
+
+
+def load_project(path: str | Path = ".", env: Mapping[str, str] | None = None) -> Project:
+    """Read shipml.yaml (a file, or the folder holding it), apply SHIPML_* overrides, validate."""
+    path = Path(path)
+    file = path / CONFIG_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ConfigError(
+            f"no {CONFIG_FILE} at {file.parent.resolve()}; run from the project folder, "
+            f"pass --project PATH, or create one with `shipml init`"
+        )
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must be a mapping of sections, got {type(raw).__name__}")
+    raw = _apply_env(raw, os.environ if env is None else env)
+    return Project(root=file.parent.resolve(), config=parse_config(raw, source=str(file)))
+
+
+def parse_config(raw: dict[str, Any], source: str = CONFIG_FILE) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged: dict[str, Any] = {k: v for k, v in raw.items()}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(f"{ENV_PREFIX}_"):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if keys[0] not in Config.model_fields:
+            continue  # other SHIPML_* variables (e.g. SHIPML_ACTOR) are not config
+        node = merged
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[keys[-1]] = yaml.safe_load(value) if value else value
+    return merged
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            hint = _nearest(err["loc"])
+            lines.append(f"unknown key '{loc}'{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"'{loc}' is required")
+        else:
+            lines.append(f"'{loc}' = {err.get('input')!r}: {err['msg']}")
+    return f"invalid {source}:\n" + "\n".join(f"  - {line}" for line in lines)
+
+
+def _nearest(loc: tuple[Any, ...]) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        model = field.annotation
+    valid = list(getattr(model, "model_fields", {}))
+    match = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    return f"; valid keys: {', '.join(valid)}" if valid else ""

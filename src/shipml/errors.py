@@ -1,0 +1,77 @@
+"""Every error shipml raises on purpose.
+
+    ShipmlError                         base; `exit_code` tells the CLI how to exit
+     ├── ConfigError(ValueError)        shipml.yaml or SHIPML_* is wrong          (exit 2)
+     ├── UsageError(ValueError)         a command was called with bad arguments  (exit 2)
+     ├── SourceError(ValueError)        a data source cannot be read             (exit 2)
+     ├── SnapshotError(LookupError)     a snapshot is missing or corrupted       (exit 2)
+     ├── TrainingContractError(TypeError) the user's train function breaks the contract (exit 2)
+     ├── RegistryError(RuntimeError)    the model registry refused an operation  (exit 2)
+     ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
+     └── GateFailed(RuntimeError)       a gate said no: validation, tests, evaluation (exit 1)
+
+Messages follow one pattern: what happened, the offending value, and how to fix it, e.g.
+"column 'income' is missing from snapshot 3 (expected by suite 'credit'); add it to the
+source or remove the expectation". An expected error is printed as that one line by the CLI,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GateFailed",
+    "RegistryError",
+    "ShipmlError",
+    "SnapshotError",
+    "SourceError",
+    "StateError",
+    "TrainingContractError",
+    "UsageError",
+]
+
+
+class ShipmlError(Exception):
+    """Base of every error shipml raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(ShipmlError, ValueError):
+    """shipml.yaml or a SHIPML_* variable is invalid."""
+
+
+class UsageError(ShipmlError, ValueError):
+    """A command or function was called with arguments that cannot work."""
+
+
+class SourceError(ShipmlError, ValueError):
+    """A data source (CSV, Parquet, SQL) cannot be read."""
+
+
+class SnapshotError(ShipmlError, LookupError):
+    """A snapshot does not exist, or its files no longer match their recorded hashes."""
+
+
+class TrainingContractError(ShipmlError, TypeError):
+    """The user's train function is missing, has the wrong signature, or returned a non-model."""
+
+
+class RegistryError(ShipmlError, RuntimeError):
+    """The model registry refused an operation (unknown model, version or alias)."""
+
+
+class StateError(ShipmlError, RuntimeError):
+    """The state store cannot be reached, or its records are inconsistent."""
+
+
+class GateFailed(ShipmlError, RuntimeError):
+    """A gate said no. `reasons` lists each failed check in one readable line."""
+
+    exit_code = 1
+
+    def __init__(self, stage: str, reasons: list[str]) -> None:
+        self.stage = stage
+        self.reasons = list(reasons)
+        lines = "\n".join(f"  - {r}" for r in self.reasons)
+        super().__init__(f"{stage} gate failed:\n{lines}")

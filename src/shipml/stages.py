@@ -1,0 +1,274 @@
+"""The pipeline's stages: each takes the run's Context and fills in one step record.
+
+Every stage has one shape, `stage(ctx, rec) -> summary line`: it resolves its inputs (from the
+Context, or from the state store when run on its own), records them in `rec.inputs`, does the
+work through the area module that owns it, records `rec.outputs` and `rec.timings` (seconds
+spent inside the libraries, so shipml's own overhead is measurable), and raises GateFailed
+when a gate says no. `pipeline.run_stages` records each call as a step run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipml.config import Project
+from shipml.errors import GateFailed, StateError
+from shipml.state.store import StateStore, StepRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipml.data.snapshots import Snapshot
+    from shipml.evaluate.gates import EvaluationResult
+    from shipml.train.run import TrainedModel
+
+
+@dataclass
+class Context:
+    """What one pipeline run has produced so far; stages run alone resolve the rest from state."""
+
+    project: Project
+    store: StateStore
+    run_id: str
+    snapshot_version: int | None = None  # pin a snapshot (e.g. `--snapshot 3`); latest if None
+    snapshot: Snapshot | None = None
+    trained: TrainedModel | None = None
+    evaluation: EvaluationResult | None = None
+    reports: dict[str, str] = field(default_factory=dict)
+
+    def snapshots(self) -> Any:
+        from shipml.data.snapshots import SnapshotStore
+
+        return SnapshotStore(self.project.snapshot_root)
+
+    def current_snapshot(self) -> Snapshot:
+        if self.snapshot is None:
+            self.snapshot = self.snapshots().get(self.project.dataset, self.snapshot_version)
+        return self.snapshot
+
+    def frame(self) -> pd.DataFrame:
+        snap = self.current_snapshot()
+        return self.snapshots().load(snap.dataset, snap.version)
+
+
+def label(snap: Snapshot) -> str:
+    return f"{snap.dataset}@{snap.version}"
+
+
+def ingest(ctx: Context, rec: StepRecord) -> str:
+    from shipml.data.sources import read_source
+
+    cfg, p = ctx.project.config.data, ctx.project
+    source = cfg.source if cfg.format == "sql" else str(p.path(cfg.source))
+    rec.inputs = {"source": _redact(source), "format": cfg.format, "query": cfg.query}
+    raw = read_source(source, format=cfg.format, query=cfg.query)
+    result = ctx.snapshots().ingest(p.dataset, raw)
+    ctx.snapshot = snap = result.snapshot
+    rec.outputs = {
+        "snapshot": label(snap),
+        "dataset": snap.dataset,
+        "version": snap.version,
+        "source_hash": snap.source_hash,
+        "content_hash": snap.content_hash,
+        "rows": snap.rows,
+        "created": result.created,
+    }
+    if result.created:
+        ctx.store.audit("snapshot.created", label(snap), rec.outputs)
+    verb = "new snapshot" if result.created else "unchanged, reusing snapshot"
+    return f"{verb} {label(snap)} ({snap.rows} rows, {snap.content_hash[:19]})"
+
+
+def validate(ctx: Context, rec: StepRecord) -> str:
+    from shipml._hashing import sha256_file
+    from shipml.validate.run import validate as run_suite
+
+    p = ctx.project
+    snap = ctx.current_snapshot()
+    suite = p.path(p.config.validation.suite)
+    rec.inputs = {
+        "snapshot": label(snap),
+        "content_hash": snap.content_hash,
+        "suite": p.config.validation.suite,
+        "suite_hash": sha256_file(suite) if suite.exists() else None,
+    }
+    report = run_suite(ctx.frame(), suite, docs_dir=p.validation_docs_dir, label=label(snap))
+    rec.outputs = {
+        "success": report.success,
+        "evaluated": report.evaluated,
+        "failed": len(report.failures),
+        "docs": str(report.docs_path),
+    }
+    rec.timings = {"great_expectations": report.gx_seconds}
+    ctx.reports["validation"] = str(report.docs_path)
+    if not report.success:
+        reasons = [f.reason for f in report.failures]
+        raise GateFailed("validation", [*reasons, f"Data Docs: {report.docs_path}"])
+    return f"{report.evaluated} expectations passed on {label(snap)}"
+
+
+def test(ctx: Context, rec: StepRecord) -> str:
+    from shipml.project_tests import run_project_tests
+
+    cfg = ctx.project.config.tests
+    rec.inputs = {"path": cfg.path, "args": cfg.args}
+    if not cfg.enabled:
+        rec.outputs = {"skipped": True}
+        return "skipped (tests.enabled is false)"
+    report = run_project_tests(ctx.project)
+    rec.outputs = {"passed": report.passed, "exit_code": report.exit_code, "summary": report.summary}
+    rec.timings = {"pytest": report.seconds}
+    if not report.passed:
+        raise GateFailed("tests", [f"pytest: {report.summary}", report.output_tail])
+    return report.summary
+
+
+def train(ctx: Context, rec: StepRecord) -> str:
+    from shipml.train.run import SnapshotRef, train_model
+
+    p = ctx.project
+    snap = ctx.current_snapshot()
+    rec.inputs = {
+        "snapshot": label(snap),
+        "content_hash": snap.content_hash,
+        "entrypoint": p.config.training.entrypoint,
+        "params": p.config.training.params,
+    }
+    ref = SnapshotRef(snap.dataset, snap.version, snap.content_hash, p.snapshot_root)
+    ctx.trained = trained = train_model(p, ctx.frame(), ref)
+    rec.outputs = {
+        "mlflow_run_id": trained.run_id,
+        "model_uri": trained.model_uri,
+        "git_commit": trained.git["commit"],
+        "git_dirty": trained.git["dirty"],
+    }
+    rec.timings = trained.timings
+    return f"MLflow run {trained.run_id} on {label(snap)} (fit {trained.timings['user_fit']:.1f} s)"
+
+
+def evaluate(ctx: Context, rec: StepRecord) -> str:
+    from shipml.evaluate.gates import evaluate as run_gates
+    from shipml.evaluate.metrics import positive_index
+    from shipml.evaluate.report import write_report
+    from shipml.registry.models import load_model, version_for_alias
+
+    p = ctx.project
+    trained = ctx.trained or _last_trained(ctx)
+    champion_alias = p.config.registry.champion_alias
+    rec.inputs = {"mlflow_run_id": trained.run_id, "champion": version_for_alias(p, champion_alias)}
+    split, cfg = trained.split, p.config.evaluation
+    sensitive = split.test[cfg.fairness.sensitive] if cfg.fairness.sensitive else None
+    result = run_gates(
+        trained.model,
+        split.X_test,
+        split.y_test,
+        cfg,
+        positive_label=split.positive_label,
+        sensitive=sensitive,
+        champion=load_model(p, champion_alias) if cfg.champion.enabled else None,
+    )
+    proba = trained.model.predict_proba(split.X_test)[:, positive_index(trained.model, split.positive_label)]
+    out = p.evaluation_reports_dir / trained.run_id
+    json_path, html_path = write_report(result, split.y_test, proba, out, title=f"{p.model_name} - run {trained.run_id}")
+    ctx.evaluation = result
+    ctx.reports["evaluation"] = str(html_path)
+    _log_evaluation(p, trained.run_id, result.metrics, json_path, html_path)
+    rec.outputs = {"passed": result.passed, "metrics": result.metrics, "report": str(html_path)}
+    rec.outputs["gates"] = {g.name: g.passed for g in result.gates}
+    if not result.passed:
+        raise GateFailed("evaluation", [g.detail for g in result.gates if not g.passed])
+    metric = p.config.evaluation.champion.metric
+    return f"all {len(result.gates)} gates passed ({metric} {result.metrics.get(metric, float('nan')):.3f})"
+
+
+def register(ctx: Context, rec: StepRecord) -> str:
+    from shipml.registry.models import register as register_version
+
+    p = ctx.project
+    trained = ctx.trained or _last_trained(ctx)
+    rec.inputs = {"mlflow_run_id": trained.run_id}
+    evaluation = _evaluation_of(ctx, trained.run_id)
+    snap = ctx.current_snapshot()
+    mv = register_version(
+        p,
+        ctx.store,
+        run_id=trained.run_id,
+        model_uri=trained.model_uri,
+        tags={
+            "shipml.snapshot": label(snap),
+            "shipml.snapshot_hash": snap.content_hash,
+            "shipml.source_hash": snap.source_hash,
+            "shipml.validation": "passed",
+            "shipml.gates": ",".join(f"{k}={'pass' if v else 'fail'}" for k, v in evaluation.items()),
+            "shipml.git_commit": trained.git["commit"],
+            "shipml.run_id": ctx.run_id,
+        },
+    )
+    alias = p.config.registry.candidate_alias
+    rec.outputs = {"model": mv.name, "version": mv.version, "alias": alias, "model_uri": trained.model_uri}
+    return f"{mv.name} version {mv.version}, alias '{alias}'"
+
+
+STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
+    "ingest": ingest,
+    "validate": validate,
+    "test": test,
+    "train": train,
+    "evaluate": evaluate,
+    "register": register,
+}
+
+
+def _last_trained(ctx: Context) -> TrainedModel:
+    """The newest successful training, rebuilt from state when `evaluate`/`register` run alone."""
+    from shipml._libs import mlflow_client
+    from shipml.train.run import TrainedModel, split_frame
+
+    steps = ctx.store.steps(stage="train")
+    done = [s for s in steps if s.status == "succeeded"]
+    if not done:
+        raise StateError("no trained model is recorded yet; run `shipml train` first")
+    step = done[-1]
+    dataset, _, version = step.inputs["snapshot"].rpartition("@")
+    ctx.snapshot = ctx.snapshots().get(dataset, int(version))
+    mlflow_client(ctx.project.tracking_uri)
+    import mlflow
+
+    model = mlflow.sklearn.load_model(step.outputs["model_uri"])
+    split = split_frame(ctx.project, ctx.frame())
+    git = {"commit": step.outputs.get("git_commit"), "dirty": step.outputs.get("git_dirty")}
+    ctx.trained = TrainedModel(step.outputs["mlflow_run_id"], step.outputs["model_uri"], model, split, git)
+    return ctx.trained
+
+
+def _evaluation_of(ctx: Context, run_id: str) -> dict[str, bool]:
+    """Gate verdicts of the newest evaluation of `run_id`; refuses to register without a pass."""
+    if ctx.evaluation is not None:
+        return {g.name: g.passed for g in ctx.evaluation.gates}
+    evals = [s for s in ctx.store.steps(stage="evaluate") if s.inputs.get("mlflow_run_id") == run_id]
+    if not evals or evals[-1].status != "succeeded":
+        raise GateFailed(
+            "register",
+            [f"MLflow run {run_id} has no passing evaluation; run `shipml evaluate` first"],
+        )
+    return dict(evals[-1].outputs.get("gates", {}))
+
+
+def _log_evaluation(project: Project, run_id: str, metrics: dict[str, float], *files: Any) -> None:
+    from shipml._libs import mlflow_client
+
+    client = mlflow_client(project.tracking_uri)
+    for key, value in metrics.items():
+        client.log_metric(run_id, f"test_{key}", float(value))
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path="evaluation")
+
+
+def _redact(source: str) -> str:
+    if "://" not in source or "@" not in source:
+        return source
+    from sqlalchemy.engine import make_url
+
+    return make_url(source).render_as_string(hide_password=True)

@@ -1,0 +1,57 @@
+"""The state store's schema: step runs and the hash-chained audit log.
+
+Two tables hold every record shipml keeps of its own:
+- `step_runs`: one row per stage execution (inputs, outputs, their content hashes, timings,
+  status). Rows sharing a `run_id` are one `shipml run`; lineage is read from them.
+- `audit_events`: an append-only log of every state change. Each row stores the hash of the
+  previous row, so an edit, a deletion or a reordering breaks the chain; `audit_head` holds
+  the count and last hash, so even deleting the newest row is detected.
+
+JSON is stored as canonical text rather than a JSON column type, so SQLite and PostgreSQL
+hash exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36), nullable=False, index=True),
+    Column("stage", String(32), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed | gate_failed
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("duration_s", Float),
+    Column("inputs", Text, nullable=False),
+    Column("inputs_hash", String(80), nullable=False),
+    Column("outputs", Text),
+    Column("outputs_hash", String(80)),
+    Column("timings", Text),
+    Column("error", Text),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("subject", String(200), nullable=False, index=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(80), nullable=False),
+    Column("hash", String(80), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("count", Integer, nullable=False),
+    Column("hash", String(80), nullable=False),
+)

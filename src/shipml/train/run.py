@@ -1,0 +1,230 @@
+"""Train: split a snapshot, run the user's function inside an MLflow run, log everything.
+
+What is logged, so a model can always be traced and rebuilt: params and split settings, the
+snapshot as an MLflow dataset input (name `dataset@version`, digest from its content hash),
+the git commit and dirty flag, the model with signature and input example, the project's code
+it needs to load, and the versions of every installed distribution.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipml._libs import mlflow_client
+from shipml.config import Project
+from shipml.errors import ConfigError
+from shipml.train.entrypoint import check_estimator, load_train_function, project_modules
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """The snapshot a model is trained on, as training needs to know it."""
+
+    dataset: str
+    version: int
+    content_hash: str
+    uri: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    target: str
+    positive_label: Any
+
+    @property
+    def X_test(self) -> pd.DataFrame:  # noqa: N802 - the field's usual name
+        return self.test[self.features]
+
+    @property
+    def y_test(self) -> pd.Series:
+        return (self.test[self.target] == self.positive_label).astype(int)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run_id: str
+    model_uri: str
+    model: Any
+    split: Split
+    git: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def split_frame(project: Project, frame: pd.DataFrame) -> Split:
+    """Seeded (and by default stratified) train/test split, with the label checked."""
+    from sklearn.model_selection import train_test_split
+
+    cfg = project.config.training
+    if cfg.target not in frame.columns:
+        raise ConfigError(
+            f"training.target {cfg.target!r} is not a column of the snapshot (columns: "
+            f"{', '.join(map(str, frame.columns))}); fix training.target in shipml.yaml"
+        )
+    missing = [c for c in cfg.drop if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"training.drop names columns the snapshot lacks: {missing}")
+    labels = sorted(frame[cfg.target].dropna().unique().tolist(), key=str)
+    if len(labels) != 2:
+        raise ConfigError(
+            f"training.target {cfg.target!r} must have exactly two labels for a binary "
+            f"classifier; it has {len(labels)}: {labels[:10]}"
+        )
+    positive = cfg.positive_label if cfg.positive_label is not None else labels[1]
+    if positive not in labels:
+        raise ConfigError(
+            f"training.positive_label {positive!r} is not a label of {cfg.target!r} "
+            f"(labels: {labels}); set it to one of them"
+        )
+    if frame[cfg.target].isna().any():
+        raise ConfigError(
+            f"training.target {cfg.target!r} has {int(frame[cfg.target].isna().sum())} missing "
+            f"labels; drop those rows at the source or add a not-null expectation"
+        )
+    train, test = train_test_split(
+        frame,
+        test_size=cfg.test_size,
+        random_state=cfg.seed,
+        stratify=frame[cfg.target] if cfg.stratify else None,
+    )
+    features = [c for c in frame.columns if c != cfg.target and c not in cfg.drop]
+    return Split(train.reset_index(drop=True), test.reset_index(drop=True), features, cfg.target, positive)
+
+
+def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) -> TrainedModel:
+    """Split, fit with the user's function, and log the run and model to MLflow."""
+    cfg = project.config.training
+    fn = load_train_function(project.root, cfg.entrypoint)
+    split = split_frame(project, frame)
+    params = {**cfg.params, "target": cfg.target, "seed": cfg.seed}
+    git = git_state(project.root)
+
+    t0 = time.perf_counter()
+    mlflow_client(project.tracking_uri)
+    import mlflow
+    from mlflow.models import infer_signature
+
+    mlflow.set_experiment(project.experiment)
+    with mlflow.start_run(run_name=snapshot.label) as run:
+        mlflow.set_tags(
+            {
+                "shipml.snapshot": snapshot.label,
+                "shipml.snapshot_hash": snapshot.content_hash,
+                "shipml.git_commit": git["commit"],
+                "shipml.git_dirty": str(git["dirty"]).lower(),
+                "mlflow.source.git.commit": git["commit"],
+            }
+        )
+        mlflow.log_params(
+            {
+                **{f"param.{k}": v for k, v in cfg.params.items()},
+                "split.test_size": cfg.test_size,
+                "split.stratify": cfg.stratify,
+                "split.seed": cfg.seed,
+                "target": cfg.target,
+                "positive_label": split.positive_label,
+            }
+        )
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=f"{snapshot.uri}@{snapshot.version}",
+            name=snapshot.label,
+            digest=snapshot.content_hash.removeprefix("sha256:")[:32],
+            targets=cfg.target,
+        )
+        mlflow.log_input(dataset, context="training")
+        t_fit = time.perf_counter()
+        model = fn(split.train.copy(), dict(params))
+        fit_s = time.perf_counter() - t_fit
+        check_estimator(model, cfg.entrypoint)
+        example = split.train[split.features].head(5)
+        signature = infer_signature(example, model.predict_proba(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            code_paths=[str(p) for p in project_modules(project.root)] or None,
+            pip_requirements=model_requirements(model),
+        )
+        mlflow.log_text(installed_distributions(), "environment/requirements.lock")
+    total_s = time.perf_counter() - t0
+    return TrainedModel(
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        model=model,
+        split=split,
+        git=git,
+        timings={"user_fit": fit_s, "mlflow": total_s - fit_s},
+    )
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """The commit the code is at and whether the work tree differs from it."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit or "none", "dirty": bool(dirty) if commit else None}
+
+
+def model_requirements(model: Any) -> list[str]:
+    """Pinned requirements for the libraries the fitted model's objects come from.
+
+    Walks the estimator (and a Pipeline's or ColumnTransformer's parts) and pins the
+    distributions their modules belong to; much faster than MLflow's inference, which
+    reloads the model in a subprocess.
+    """
+    packages = metadata.packages_distributions()
+    tops: set[str] = {"cloudpickle", "numpy", "pandas", "scikit-learn"}
+    seen: set[int] = set()
+
+    def walk(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        top = type(obj).__module__.split(".")[0]
+        tops.update(packages.get(top, []))
+        if hasattr(obj, "get_params"):
+            for value in obj.get_params(deep=False).values():
+                walk(value)
+        if isinstance(obj, list | tuple):
+            for item in obj:
+                walk(item)
+
+    walk(model)
+    pins = []
+    for dist in sorted(tops, key=str.lower):
+        try:
+            pins.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def installed_distributions() -> str:
+    """`name==version` for every installed distribution: the resolved environment."""
+    lines = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
