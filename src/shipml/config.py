@@ -96,7 +96,7 @@ class ValidationConfig(_Section):
 class TestsConfig(_Section):
     """The project's own pytest suite, run as a gate."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run the project's tests as a gate.")
     path: str = Field("tests", description="Folder of the project's tests.")
     args: list[str] = Field(default_factory=list, description="Extra pytest arguments.")
 
@@ -118,8 +118,8 @@ class TrainingConfig(_Section):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to train().")
     test_size: float = Field(0.25, gt=0, lt=1, description="Held-out fraction.")
-    stratify: bool = True
-    seed: int = 42
+    stratify: bool = Field(True, description="Keep the label balance equal in both splits.")
+    seed: int = Field(42, description="Seed of the split; also passed to train() as params.seed.")
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default sqlite:///<state.dir>/mlflow.db."
     )
@@ -141,18 +141,22 @@ class Threshold(_Section):
 
 class FairnessGate(_Section):
     sensitive: str | None = Field(None, description="Column to compare groups on; None = off.")
-    max_demographic_parity_difference: float = 0.1
-    max_equalized_odds_difference: float = 0.2
+    max_demographic_parity_difference: float = Field(
+        0.1, ge=0, description="Max gap in positive-prediction rate between groups (fairlearn)."
+    )
+    max_equalized_odds_difference: float = Field(
+        0.2, ge=0, description="Max gap in true/false positive rates between groups (fairlearn)."
+    )
 
 
 class LatencyGate(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Measure single-row latency in process.")
     max_p99_ms: float = Field(50.0, gt=0, description="Single-row predict p99, in process.")
     samples: int = Field(200, ge=20, description="Single-row calls measured.")
 
 
 class RobustnessGate(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Perturb inputs and measure how predictions move.")
     noise: float = Field(0.01, ge=0, description="Gaussian noise, as a fraction of each std.")
     max_noise_change: float = Field(0.05, ge=0, description="Max mean |delta probability|.")
     missing_fraction: float = Field(0.1, ge=0, le=1, description="Cells set to missing.")
@@ -160,15 +164,17 @@ class RobustnessGate(_Section):
 
 
 class ChampionGate(_Section):
-    enabled: bool = True
-    metric: str = "roc_auc"
+    enabled: bool = Field(True, description="Compare with the current champion, if one exists.")
+    metric: str = Field("roc_auc", description="The metric compared on the same held-out data.")
     tolerance: float = Field(0.01, ge=0, description="How much worse than champion is allowed.")
 
 
 class EvaluationConfig(_Section):
     """Gates a trained model must pass before it is registered."""
 
-    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    decision_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Probability above which a row is predicted positive."
+    )
     thresholds: dict[str, Threshold] = Field(
         default_factory=lambda: {"roc_auc": Threshold(min=0.6)},
         description="Metric bounds: accuracy, roc_auc, f1, log_loss, brier.",
@@ -186,8 +192,8 @@ class RegistryConfig(_Section):
     """Names in the MLflow Model Registry."""
 
     model_name: str | None = Field(None, description="Registered model; default project name.")
-    candidate_alias: str = "candidate"
-    champion_alias: str = "champion"
+    candidate_alias: str = Field("candidate", description="Alias set on each new registration.")
+    champion_alias: str = Field("champion", description="Alias of the model in production.")
 
 
 class Config(_Section):

@@ -41,6 +41,21 @@ def register_commands(app: typer.Typer) -> None:
             ),
         )
 
+    @config_app.command("reference")
+    def config_reference(
+        write: Path | None = typer.Option(
+            None, help="Refresh the generated section of this Markdown file (e.g. README.md)."
+        ),
+    ) -> None:
+        """Print the configuration reference generated from the config model."""
+        from shipml.config_reference import render, update_file
+
+        if write is None:
+            console().print(render(), markup=False)
+        else:
+            changed = update_file(write)
+            console().print(f"{write}: {'updated' if changed else 'already current'}", markup=False)
+
     @audit_app.command("verify")
     def audit_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         """Check the audit chain; exit 1 if an entry was edited, reordered or deleted."""
