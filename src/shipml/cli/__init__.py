@@ -13,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold secrets
     add_completion=False,
+    rich_markup_mode=None,
 )
 pipeline.register_commands(app)
 data.register_commands(app)

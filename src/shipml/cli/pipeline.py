@@ -25,19 +25,21 @@ def register_commands(app: typer.Typer) -> None:
         snapshot: SnapshotOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Run every stage in order (ingest, validate, test, train, evaluate, register),
-        stopping at the first failed gate."""
+        """Run all stages; stop at the first failed gate.
+
+        The stages, in order: ingest, validate, test, train, evaluate, register.
+        """
         from shipml.pipeline import ORDER
 
         _run(project, ORDER, snapshot, as_json)
 
     for stage, doc in [
-        ("ingest", "Read the data source into a new immutable snapshot (none if unchanged)."),
-        ("validate", "Run the expectation suite on a snapshot; exit 1 if it fails."),
-        ("test", "Run the project's own pytest suite; exit 1 if it fails."),
+        ("ingest", "Snapshot the data source (nothing new if unchanged)."),
+        ("validate", "Run the expectation suite on a snapshot."),
+        ("test", "Run the project's own pytest suite."),
         ("train", "Train on a snapshot inside an MLflow run."),
-        ("evaluate", "Evaluate the newest trained model against every gate; exit 1 if one fails."),
-        ("register", "Register the newest evaluated model with the candidate alias."),
+        ("evaluate", "Check the newest trained model against every gate."),
+        ("register", "Register the newest evaluated model as candidate."),
     ]:
         app.command(name=stage, help=doc)(_stage_command(stage))
 

@@ -22,7 +22,7 @@ def register_commands(app: typer.Typer) -> None:
         project: ProjectOpt = Path("."),
         as_json: JsonOpt = False,
     ) -> None:
-        """Move the champion alias to a version, recorded with who, when and why."""
+        """Make a version champion (recorded: who, when, why)."""
         from shipml.registry.models import promote as promote_version
 
         with errors(as_json):
@@ -83,7 +83,7 @@ def register_commands(app: typer.Typer) -> None:
         project: ProjectOpt = Path("."),
         as_json: JsonOpt = False,
     ) -> None:
-        """The chain raw source -> snapshot -> validation -> MLflow run -> model version."""
+        """Trace a model version back to its raw data."""
         from shipml.errors import UsageError
         from shipml.state.lineage import lineage as read_lineage
 
