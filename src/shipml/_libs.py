@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import Any
 
 _DEFAULTS = {
     "GX_ANALYTICS_ENABLED": "False",
@@ -32,7 +33,7 @@ def offline() -> None:
     warnings.filterwarnings("ignore", module=r"mlflow(\..*)?$")
 
 
-def mlflow_client(tracking_uri: str):  # type: ignore[no-untyped-def]
+def mlflow_client(tracking_uri: str) -> Any:
     """An MlflowClient on `tracking_uri`, with the fluent API pointed at it too."""
     offline()
     import mlflow

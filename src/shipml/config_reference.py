@@ -51,7 +51,10 @@ def _default(field: Any) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     elif isinstance(value, dict):
-        value = {k: v.model_dump(mode="json", exclude_none=True) if isinstance(v, BaseModel) else v for k, v in value.items()}
+        value = {
+            k: v.model_dump(mode="json", exclude_none=True) if isinstance(v, BaseModel) else v
+            for k, v in value.items()
+        }
     return f"`{value!r}`".replace("|", "\\|")
 
 

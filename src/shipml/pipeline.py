@@ -92,7 +92,9 @@ def run_stages(
                 summary = exc.reasons[0] if exc.reasons else "gate failed"
             seconds = time.perf_counter() - t0
             status = "failed" if result.failure else "done"
-            result.steps.append(StepOutcome(name, status, seconds, summary, rec.outputs, rec.timings))
+            result.steps.append(
+                StepOutcome(name, status, seconds, summary, rec.outputs, rec.timings)
+            )
             notify(name, status, summary)
             if result.failure:
                 break
@@ -102,4 +104,3 @@ def run_stages(
         if own_store:
             store.close()
     return result
-

@@ -9,7 +9,9 @@ when a gate says no. `pipeline.run_stages` records each call as a step run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +65,10 @@ def ingest(ctx: Context, rec: StepRecord) -> str:
     cfg, p = ctx.project.config.data, ctx.project
     source = cfg.source if cfg.format == "sql" else str(p.path(cfg.source))
     rec.inputs = {"source": _redact(source), "format": cfg.format, "query": cfg.query}
-    raw = read_source(source, format=cfg.format, query=cfg.query)
-    result = ctx.snapshots().ingest(p.dataset, raw)
+    with timed(rec, "pandas (read source)"):
+        raw = read_source(source, format=cfg.format, query=cfg.query)
+    with timed(rec, "deltalake (hash, compare, write)"):
+        result = ctx.snapshots().ingest(p.dataset, raw)
     ctx.snapshot = snap = result.snapshot
     rec.outputs = {
         "snapshot": label(snap),
@@ -94,14 +98,16 @@ def validate(ctx: Context, rec: StepRecord) -> str:
         "suite": p.config.validation.suite,
         "suite_hash": sha256_file(suite) if suite.exists() else None,
     }
-    report = run_suite(ctx.frame(), suite, docs_dir=p.validation_docs_dir, label=label(snap))
+    with timed(rec, "deltalake (load snapshot)"):
+        frame = ctx.frame()
+    report = run_suite(frame, suite, docs_dir=p.validation_docs_dir, label=label(snap))
     rec.outputs = {
         "success": report.success,
         "evaluated": report.evaluated,
         "failed": len(report.failures),
         "docs": str(report.docs_path),
     }
-    rec.timings = {"great_expectations": report.gx_seconds}
+    rec.timings["great_expectations"] = report.gx_seconds
     ctx.reports["validation"] = str(report.docs_path)
     if not report.success:
         reasons = [f.reason for f in report.failures]
@@ -118,8 +124,12 @@ def test(ctx: Context, rec: StepRecord) -> str:
         rec.outputs = {"skipped": True}
         return "skipped (tests.enabled is false)"
     report = run_project_tests(ctx.project)
-    rec.outputs = {"passed": report.passed, "exit_code": report.exit_code, "summary": report.summary}
-    rec.timings = {"pytest": report.seconds}
+    rec.outputs = {
+        "passed": report.passed,
+        "exit_code": report.exit_code,
+        "summary": report.summary,
+    }
+    rec.timings["pytest (the project's tests)"] = report.seconds
     if not report.passed:
         raise GateFailed("tests", [f"pytest: {report.summary}", report.output_tail])
     return report.summary
@@ -137,50 +147,62 @@ def train(ctx: Context, rec: StepRecord) -> str:
         "params": p.config.training.params,
     }
     ref = SnapshotRef(snap.dataset, snap.version, snap.content_hash, p.snapshot_root)
-    ctx.trained = trained = train_model(p, ctx.frame(), ref)
+    with timed(rec, "deltalake (load snapshot)"):
+        frame = ctx.frame()
+    ctx.trained = trained = train_model(p, frame, ref)
     rec.outputs = {
         "mlflow_run_id": trained.run_id,
         "model_uri": trained.model_uri,
         "git_commit": trained.git["commit"],
         "git_dirty": trained.git["dirty"],
     }
-    rec.timings = trained.timings
+    rec.timings.update(trained.timings)
     return f"MLflow run {trained.run_id} on {label(snap)} (fit {trained.timings['user_fit']:.1f} s)"
 
 
 def evaluate(ctx: Context, rec: StepRecord) -> str:
     from shipml.evaluate.gates import evaluate as run_gates
-    from shipml.evaluate.metrics import positive_index
+    from shipml.evaluate.metrics import encode_target, positive_proba
     from shipml.evaluate.report import write_report
     from shipml.registry.models import load_model, version_for_alias
 
     p = ctx.project
     trained = ctx.trained or _last_trained(ctx)
     champion_alias = p.config.registry.champion_alias
-    rec.inputs = {"mlflow_run_id": trained.run_id, "champion": version_for_alias(p, champion_alias)}
     split, cfg = trained.split, p.config.evaluation
+    with timed(rec, "mlflow"):
+        champion_version = version_for_alias(p, champion_alias)
+        champion = load_model(p, champion_alias) if cfg.champion.enabled else None
+    rec.inputs = {"mlflow_run_id": trained.run_id, "champion": champion_version}
     sensitive = split.test[cfg.fairness.sensitive] if cfg.fairness.sensitive else None
-    result = run_gates(
-        trained.model,
-        split.X_test,
-        split.y_test,
-        cfg,
-        positive_label=split.positive_label,
-        sensitive=sensitive,
-        champion=load_model(p, champion_alias) if cfg.champion.enabled else None,
-    )
-    proba = trained.model.predict_proba(split.X_test)[:, positive_index(trained.model, split.positive_label)]
+    with timed(rec, "model, sklearn, fairlearn (gates)"):
+        result = run_gates(
+            trained.model,
+            split.X_test,
+            split.y_test,
+            cfg,
+            positive_label=split.positive_label,
+            sensitive=sensitive,
+            champion=champion,
+            seed=p.config.training.seed,
+        )
+        proba = positive_proba(trained.model, split.X_test, split.positive_label)
+        y = encode_target(split.y_test, trained.model, split.positive_label)
     out = p.evaluation_reports_dir / trained.run_id
-    json_path, html_path = write_report(result, split.y_test, proba, out, title=f"{p.model_name} - run {trained.run_id}")
+    with timed(rec, "matplotlib (report)"):
+        title = f"{p.model_name}: MLflow run {trained.run_id}"
+        json_path, html_path = write_report(result, y, proba, out, title=title)
     ctx.evaluation = result
     ctx.reports["evaluation"] = str(html_path)
-    _log_evaluation(p, trained.run_id, result.metrics, json_path, html_path)
+    with timed(rec, "mlflow"):
+        _log_evaluation(p, trained.run_id, result.metrics, json_path, html_path)
     rec.outputs = {"passed": result.passed, "metrics": result.metrics, "report": str(html_path)}
     rec.outputs["gates"] = {g.name: g.passed for g in result.gates}
     if not result.passed:
         raise GateFailed("evaluation", [g.detail for g in result.gates if not g.passed])
     metric = p.config.evaluation.champion.metric
-    return f"all {len(result.gates)} gates passed ({metric} {result.metrics.get(metric, float('nan')):.3f})"
+    value = result.metrics.get(metric, float("nan"))
+    return f"all {len(result.gates)} gates passed ({metric} {value:.3f})"
 
 
 def register(ctx: Context, rec: StepRecord) -> str:
@@ -191,23 +213,31 @@ def register(ctx: Context, rec: StepRecord) -> str:
     rec.inputs = {"mlflow_run_id": trained.run_id}
     evaluation = _evaluation_of(ctx, trained.run_id)
     snap = ctx.current_snapshot()
-    mv = register_version(
-        p,
-        ctx.store,
-        run_id=trained.run_id,
-        model_uri=trained.model_uri,
-        tags={
-            "shipml.snapshot": label(snap),
-            "shipml.snapshot_hash": snap.content_hash,
-            "shipml.source_hash": snap.source_hash,
-            "shipml.validation": "passed",
-            "shipml.gates": ",".join(f"{k}={'pass' if v else 'fail'}" for k, v in evaluation.items()),
-            "shipml.git_commit": trained.git["commit"],
-            "shipml.run_id": ctx.run_id,
-        },
-    )
+    with timed(rec, "mlflow"):
+        mv = register_version(
+            p,
+            ctx.store,
+            run_id=trained.run_id,
+            model_uri=trained.model_uri,
+            tags={
+                "shipml.snapshot": label(snap),
+                "shipml.snapshot_hash": snap.content_hash,
+                "shipml.source_hash": snap.source_hash,
+                "shipml.validation": "passed",
+                "shipml.gates": ",".join(
+                    f"{k}={'pass' if v else 'fail'}" for k, v in evaluation.items()
+                ),
+                "shipml.git_commit": trained.git["commit"],
+                "shipml.run_id": ctx.run_id,
+            },
+        )
     alias = p.config.registry.candidate_alias
-    rec.outputs = {"model": mv.name, "version": mv.version, "alias": alias, "model_uri": trained.model_uri}
+    rec.outputs = {
+        "model": mv.name,
+        "version": mv.version,
+        "alias": alias,
+        "model_uri": trained.model_uri,
+    }
     return f"{mv.name} version {mv.version}, alias '{alias}'"
 
 
@@ -219,6 +249,16 @@ STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
     "evaluate": evaluate,
     "register": register,
 }
+
+
+@contextmanager
+def timed(rec: StepRecord, key: str) -> Iterator[None]:
+    """Add the block's wall time to `rec.timings[key]`: time spent inside a library."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        rec.timings[key] = rec.timings.get(key, 0.0) + time.perf_counter() - start
 
 
 def _last_trained(ctx: Context) -> TrainedModel:
@@ -239,7 +279,9 @@ def _last_trained(ctx: Context) -> TrainedModel:
     model = mlflow.sklearn.load_model(step.outputs["model_uri"])
     split = split_frame(ctx.project, ctx.frame())
     git = {"commit": step.outputs.get("git_commit"), "dirty": step.outputs.get("git_dirty")}
-    ctx.trained = TrainedModel(step.outputs["mlflow_run_id"], step.outputs["model_uri"], model, split, git)
+    ctx.trained = TrainedModel(
+        step.outputs["mlflow_run_id"], step.outputs["model_uri"], model, split, git
+    )
     return ctx.trained
 
 
@@ -247,7 +289,9 @@ def _evaluation_of(ctx: Context, run_id: str) -> dict[str, bool]:
     """Gate verdicts of the newest evaluation of `run_id`; refuses to register without a pass."""
     if ctx.evaluation is not None:
         return {g.name: g.passed for g in ctx.evaluation.gates}
-    evals = [s for s in ctx.store.steps(stage="evaluate") if s.inputs.get("mlflow_run_id") == run_id]
+    evals = [
+        s for s in ctx.store.steps(stage="evaluate") if s.inputs.get("mlflow_run_id") == run_id
+    ]
     if not evals or evals[-1].status != "succeeded":
         raise GateFailed(
             "register",

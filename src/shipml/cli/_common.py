@@ -23,9 +23,13 @@ if TYPE_CHECKING:
 
 ProjectOpt = Annotated[
     Path,
-    typer.Option("--project", "-p", help="Project folder (holding shipml.yaml) or the file itself."),
+    typer.Option(
+        "--project", "-p", help="Project folder (holding shipml.yaml) or the file itself."
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (for CI).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (for CI).")
+]
 
 
 def console(stderr: bool = False) -> Console:

@@ -99,7 +99,9 @@ def _summary(result: PipelineResult) -> None:
     from rich.text import Text
 
     out = console()
-    table = Table(title=f"shipml run {result.run_id[:8]} ({result.seconds:.1f} s)", show_lines=False)
+    table = Table(
+        title=f"shipml run {result.run_id[:8]} ({result.seconds:.1f} s)", show_lines=False
+    )
     table.add_column("stage")
     table.add_column("result")
     table.add_column("details", overflow="fold")
@@ -109,7 +111,9 @@ def _summary(result: PipelineResult) -> None:
             detail = f"{o['snapshot']}  {o['content_hash']}  rows={o['rows']}"
         elif step.stage == "evaluate" and o.get("metrics"):
             metrics = "  ".join(f"{k}={v:.3f}" for k, v in o["metrics"].items())
-            gates = "  ".join(f"{g}:{'pass' if ok else 'FAIL'}" for g, ok in o.get("gates", {}).items())
+            gates = "  ".join(
+                f"{g}:{'pass' if ok else 'FAIL'}" for g, ok in o.get("gates", {}).items()
+            )
             detail = f"{metrics}\n{gates}"
         elif step.stage == "register" and o:
             detail = f"{o['model']} version {o['version']}  alias '{o['alias']}'"

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load, state
 
+if TYPE_CHECKING:
+    from shipml.config import Project
+
 
 def register_commands(app: typer.Typer) -> None:
-    reg = typer.Typer(help="The MLflow Model Registry: versions and alias history.", no_args_is_help=True)
+    reg = typer.Typer(
+        help="The MLflow Model Registry: versions and alias history.", no_args_is_help=True
+    )
     app.add_typer(reg, name="registry")
 
     @app.command()
     def promote(
         model: Annotated[str, typer.Argument(help="Registered model name.")],
         version: Annotated[int, typer.Argument(help="The version to make champion.")],
-        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")] = "manual promotion",
+        reason: Annotated[
+            str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")
+        ] = "manual promotion",
         project: ProjectOpt = Path("."),
         as_json: JsonOpt = False,
     ) -> None:
@@ -33,7 +40,9 @@ def register_commands(app: typer.Typer) -> None:
         emit(
             as_json,
             {"model": model, "alias": alias, "version": version, "previous": previous},
-            lambda: console().print(f"{model}@{alias}: {previous or '-'} -> {version}", markup=False),
+            lambda: console().print(
+                f"{model}@{alias}: {previous or '-'} -> {version}", markup=False
+            ),
         )
 
     @reg.command("versions")
@@ -104,7 +113,7 @@ def register_commands(app: typer.Typer) -> None:
         emit(as_json, [link.__dict__ for link in chain], render)
 
 
-def _for_model(project_path: Path, model: str):  # type: ignore[no-untyped-def]
+def _for_model(project_path: Path, model: str) -> Project:
     from shipml.errors import UsageError
 
     p = load(project_path)

@@ -53,13 +53,19 @@ def register(
     clean_tags = {k: str(v) for k, v in tags.items()}
     try:
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
-            client.create_registered_model(name, description=f"Registered by shipml ({project.name})")
+            client.create_registered_model(
+                name, description=f"Registered by shipml ({project.name})"
+            )
         mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=clean_tags)
     except MlflowException as exc:
-        raise RegistryError(f"MLflow refused to register {model_uri} as {name!r}: {exc.message}") from None
+        raise RegistryError(
+            f"MLflow refused to register {model_uri} as {name!r}: {exc.message}"
+        ) from None
     version = int(mv.version)
     try:
-        set_alias(project, store, project.config.registry.candidate_alias, version, reason="registered")
+        set_alias(
+            project, store, project.config.registry.candidate_alias, version, reason="registered"
+        )
         store.audit(
             "model.registered",
             f"{name}:{version}",
@@ -97,7 +103,14 @@ def list_versions(project: Project) -> list[ModelVersion]:
     found = client.search_model_versions(filter_string=f"name = '{project.model_name}'")
     return sorted(
         (
-            ModelVersion(mv.name, int(mv.version), mv.run_id or "", mv.source or "", list(mv.aliases or []), dict(mv.tags or {}))
+            ModelVersion(
+                mv.name,
+                int(mv.version),
+                mv.run_id or "",
+                mv.source or "",
+                list(mv.aliases or []),
+                dict(mv.tags or {}),
+            )
             for mv in found
         ),
         key=lambda v: v.version,
@@ -114,7 +127,9 @@ def version_for_alias(project: Project, alias: str) -> int | None:
         return None
 
 
-def set_alias(project: Project, store: StateStore, alias: str, version: int, *, reason: str) -> int | None:
+def set_alias(
+    project: Project, store: StateStore, alias: str, version: int, *, reason: str
+) -> int | None:
     """Point `alias` at `version` and record the move; returns the version it held before."""
     get_version(project, version)  # fail early, with the teaching message, on a bad version
     client = mlflow_client(project.tracking_uri)
@@ -154,7 +169,14 @@ def alias_history(project: Project, store: StateStore) -> list[AliasSpan]:
             spans[i] = AliasSpan(**{**spans[i].__dict__, "until": event.at})
         open_span[alias] = len(spans)
         spans.append(
-            AliasSpan(alias, int(event.details["version"]), event.at, None, event.actor, event.details.get("reason", ""))
+            AliasSpan(
+                alias,
+                int(event.details["version"]),
+                event.at,
+                None,
+                event.actor,
+                event.details.get("reason", ""),
+            )
         )
     return spans
 

@@ -30,7 +30,8 @@ def lineage(store: StateStore, model: str, version: int) -> list[Link]:
     """Raw source -> snapshot -> validation -> MLflow run -> model version, oldest first."""
     ok = [s for s in store.steps() if s.status == "succeeded"]
     register = _last(
-        s for s in ok
+        s
+        for s in ok
         if s.stage == "register"
         and s.outputs.get("model") == model
         and s.outputs.get("version") == version
@@ -46,21 +47,72 @@ def lineage(store: StateStore, model: str, version: int) -> list[Link]:
         raise StateError(f"the training step of MLflow run {run_id} is not recorded")
     snap = train.inputs["snapshot"]
     validate = _last(
-        s for s in ok
-        if s.stage == "validate" and s.inputs.get("snapshot") == snap and s.started_at <= train.started_at
+        s
+        for s in ok
+        if s.stage == "validate"
+        and s.inputs.get("snapshot") == snap
+        and s.started_at <= train.started_at
     )
     ingest = _last(
-        s for s in ok
-        if s.stage == "ingest" and s.outputs.get("snapshot") == snap and s.started_at <= train.started_at
+        s
+        for s in ok
+        if s.stage == "ingest"
+        and s.outputs.get("snapshot") == snap
+        and s.started_at <= train.started_at
     )
     chain: list[Link] = []
     if ingest is not None:
-        chain.append(Link("source", ingest.inputs["source"], ingest.outputs["source_hash"], ingest.started_at, ingest.id, {}))
-        chain.append(Link("snapshot", snap, ingest.outputs["content_hash"], ingest.started_at, ingest.id, {"rows": ingest.outputs.get("rows")}))
+        chain.append(
+            Link(
+                "source",
+                ingest.inputs["source"],
+                ingest.outputs["source_hash"],
+                ingest.started_at,
+                ingest.id,
+                {},
+            )
+        )
+        chain.append(
+            Link(
+                "snapshot",
+                snap,
+                ingest.outputs["content_hash"],
+                ingest.started_at,
+                ingest.id,
+                {"rows": ingest.outputs.get("rows")},
+            )
+        )
     if validate is not None:
-        chain.append(Link("validation", f"suite {validate.inputs['suite']}", validate.inputs.get("suite_hash"), validate.started_at, validate.id, {"evaluated": validate.outputs.get("evaluated")}))
-    chain.append(Link("training", f"mlflow run {run_id}", train.outputs.get("model_uri"), train.started_at, train.id, {"git_commit": train.outputs.get("git_commit")}))
-    chain.append(Link("model", f"{model}:{version}", register.outputs.get("model_uri"), register.started_at, register.id, {"alias": register.outputs.get("alias")}))
+        chain.append(
+            Link(
+                "validation",
+                f"suite {validate.inputs['suite']}",
+                validate.inputs.get("suite_hash"),
+                validate.started_at,
+                validate.id,
+                {"evaluated": validate.outputs.get("evaluated")},
+            )
+        )
+    chain.append(
+        Link(
+            "training",
+            f"mlflow run {run_id}",
+            train.outputs.get("model_uri"),
+            train.started_at,
+            train.id,
+            {"git_commit": train.outputs.get("git_commit")},
+        )
+    )
+    chain.append(
+        Link(
+            "model",
+            f"{model}:{version}",
+            register.outputs.get("model_uri"),
+            register.started_at,
+            register.id,
+            {"alias": register.outputs.get("alias")},
+        )
+    )
     return chain
 
 

@@ -69,7 +69,9 @@ class AuditEvent:
     hash: str
 
 
-def _event_hash(seq: int, at: str, who: str, action: str, subject: str, details: Any, prev: str) -> str:
+def _event_hash(
+    seq: int, at: str, who: str, action: str, subject: str, details: Any, prev: str
+) -> str:
     return sha256_json([seq, at, who, action, subject, details, prev])
 
 
@@ -185,7 +187,7 @@ class StateStore:
                     head = conn.execute(
                         select(audit_head).where(audit_head.c.id == 1).with_for_update()
                     ).first()
-                    count, prev = (head.count, head.hash) if head else (0, GENESIS)
+                    count, prev = (int(head[1]), str(head[2])) if head else (0, GENESIS)
                     seq, at = count + 1, utcnow()
                     digest = _event_hash(seq, at, who, action, subject, details, prev)
                     conn.execute(
@@ -211,11 +213,11 @@ class StateStore:
                 return AuditEvent(seq, at, who, action, subject, details, prev, digest)
             except (IntegrityError, OperationalError):
                 time.sleep(0.01)
-        raise StateError(f"could not append audit event {action!r} after 50 tries; is the store overloaded?")
+        raise StateError(
+            f"could not append audit event {action!r} after 50 tries; is the store overloaded?"
+        )
 
-    def events(
-        self, *, action: str | None = None, subject: str | None = None
-    ) -> list[AuditEvent]:
+    def events(self, *, action: str | None = None, subject: str | None = None) -> list[AuditEvent]:
         q = select(audit_events).order_by(audit_events.c.seq)
         if action:
             q = q.where(audit_events.c.action == action)
@@ -261,11 +263,12 @@ class StateStore:
             prev, expected_seq = e.hash, e.seq + 1
         with self.engine.connect() as conn:
             head = conn.execute(select(audit_head)).first()
-        count, head_hash = (head.count, head.hash) if head else (0, GENESIS)
+        count, head_hash = (int(head[1]), str(head[2])) if head else (0, GENESIS)
         if count != len(events) or head_hash != prev:
             problems.append(
                 f"the log holds {len(events)} entries ending in {prev[:15]}…, but the head "
-                f"records {count} ending in {head_hash[:15]}… (entries deleted or appended outside shipml)"
+                f"records {count} ending in {head_hash[:15]}… (entries deleted, or appended "
+                f"outside shipml)"
             )
         return problems
 

@@ -40,7 +40,9 @@ def load_train_function(root: Path, entrypoint: str) -> TrainFn:
         ) from None
     func = getattr(module, func_name, None)
     if func is None:
-        names = [n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")]
+        names = [
+            n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")
+        ]
         raise TrainingContractError(
             f"training.entrypoint {entrypoint!r}: {module_name}.py has no function {func_name!r} "
             f"(functions there: {', '.join(names) or 'none'}); define "
@@ -62,7 +64,7 @@ def load_train_function(root: Path, entrypoint: str) -> TrainFn:
             f"training DataFrame and the params dict; it takes ({found}). Please change its "
             f"signature to `def {func_name}(data, params):`"
         )
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 def check_estimator(model: Any, entrypoint: str) -> None:

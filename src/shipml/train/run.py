@@ -47,12 +47,12 @@ class Split:
     positive_label: Any
 
     @property
-    def X_test(self) -> pd.DataFrame:  # noqa: N802 - the field's usual name
+    def X_test(self) -> pd.DataFrame:
         return self.test[self.features]
 
     @property
     def y_test(self) -> pd.Series:
-        return (self.test[self.target] == self.positive_label).astype(int)
+        return self.test[self.target]
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,9 @@ def split_frame(project: Project, frame: pd.DataFrame) -> Split:
         stratify=frame[cfg.target] if cfg.stratify else None,
     )
     features = [c for c in frame.columns if c != cfg.target and c not in cfg.drop]
-    return Split(train.reset_index(drop=True), test.reset_index(drop=True), features, cfg.target, positive)
+    return Split(
+        train.reset_index(drop=True), test.reset_index(drop=True), features, cfg.target, positive
+    )
 
 
 def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) -> TrainedModel:
@@ -139,7 +141,7 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
                 "positive_label": split.positive_label,
             }
         )
-        dataset = mlflow.data.from_pandas(
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame,
             source=f"{snapshot.uri}@{snapshot.version}",
             name=snapshot.label,
@@ -226,5 +228,7 @@ def model_requirements(model: Any) -> list[str]:
 
 def installed_distributions() -> str:
     """`name==version` for every installed distribution: the resolved environment."""
-    lines = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]}
+    lines = {
+        f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]
+    }
     return "\n".join(sorted(lines, key=str.lower)) + "\n"

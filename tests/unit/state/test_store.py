@@ -11,9 +11,14 @@ from shipml.state.store import StateStore
 from shipml.state.tables import audit_events
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    s = StateStore(f"sqlite:///{tmp_path}/state.db")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    """Every store test runs on SQLite and on a real PostgreSQL server started by the tests."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("fresh_postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path}/state.db"
+    s = StateStore(url)
     yield s
     s.close()
 
