@@ -1,0 +1,5 @@
+"""`python -m shipml` is the `shipml` command."""
+
+from shipml.cli import main
+
+main()
