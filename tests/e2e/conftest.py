@@ -1,0 +1,58 @@
+"""End-to-end helpers: copy a project into a temp folder and drive the real `shipml` CLI.
+
+The CLI runs in a child process (`python -m shipml`) exactly as a user or CI runs it, so these
+tests see real exit codes, real stdout/stderr and a fresh interpreter per command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECTS = {
+    "credit": REPO / "examples" / "credit",
+    "cancer": REPO / "tests" / "e2e" / "projects" / "cancer",
+}
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def shipml(project: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipml", *args, "--project", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "SHIPML_ACTOR": "e2e-tests", **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def copy_project(name: str, dest: Path) -> Path:
+    target = dest / name
+    shutil.copytree(PROJECTS[name], target, ignore=shutil.ignore_patterns(".shipml", "__pycache__"))
+    return target
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return lambda name: copy_project(name, tmp_path)
