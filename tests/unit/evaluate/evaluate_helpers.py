@@ -1,0 +1,74 @@
+"""Config helper and deliberately flawed models for the evaluation tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.config import EvaluationConfig
+
+FEATURES = ["x0", "x1", "x2", "x3"]
+
+
+def config(**sections: Any) -> EvaluationConfig:
+    """An EvaluationConfig with every optional gate off, then `sections` applied."""
+    raw: dict[str, Any] = {
+        "thresholds": {},
+        "latency": {"enabled": False},
+        "robustness": {"enabled": False},
+        "champion": {"enabled": False},
+    }
+    raw.update(sections)
+    return EvaluationConfig.model_validate(raw)
+
+
+class _Fixed:
+    """A fitted binary classifier whose probability is a function of the features."""
+
+    classes_ = np.array([0, 1])
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = np.clip(np.asarray(self.score(X), dtype=float), 0.0, 1.0)
+        return np.column_stack([1 - p, p])
+
+
+class ByGroup(_Fixed):
+    """Biased: predicts positive for group 'a' and negative for everyone else."""
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        return np.where(X["group"].to_numpy() == "a", 0.9, 0.1)
+
+
+class Brittle(_Fixed):
+    """Its probability is the 4th-decimal digits of x0: any noise scrambles it."""
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        return np.mod(np.abs(X["x0"].to_numpy(dtype=float)) * 1e4, 1.0)
+
+
+class Constant(_Fixed):
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        return np.full(len(X), 0.5)
+
+
+class Slow:
+    """Wraps a model and sleeps in every predict_proba call."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self.model, self.seconds = model, seconds
+        self.classes_ = model.classes_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.asarray(self.model.predict_proba(X))
+
+
+class Raising(_Fixed):
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        raise RuntimeError("feature 'x9' is missing\nsecond line of the traceback text")
