@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shipml.errors import ConfigError
 
@@ -27,6 +27,12 @@ __all__ = ["CONFIG_FILE", "Config", "Project", "load_project"]
 
 CONFIG_FILE = "shipml.yaml"
 ENV_PREFIX = "SHIPML_"
+
+
+Metric = Literal[
+    "accuracy", "roc_auc", "f1", "log_loss", "brier", "precision", "recall", "positive_rate"
+]
+"""The metrics evaluation computes: valid keys of evaluation.thresholds and champion.metric."""
 
 
 class _Section(BaseModel):
@@ -138,6 +144,12 @@ class Threshold(_Section):
     min: float | None = None
     max: float | None = None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}; swap or fix them")
+        return self
+
 
 class FairnessGate(_Section):
     sensitive: str | None = Field(None, description="Column to compare groups on; None = off.")
@@ -165,7 +177,7 @@ class RobustnessGate(_Section):
 
 class ChampionGate(_Section):
     enabled: bool = Field(True, description="Compare with the current champion, if one exists.")
-    metric: str = Field("roc_auc", description="The metric compared on the same held-out data.")
+    metric: Metric = Field("roc_auc", description="The metric compared on the same held-out data.")
     tolerance: float = Field(0.01, ge=0, description="How much worse than champion is allowed.")
 
 
@@ -175,7 +187,7 @@ class EvaluationConfig(_Section):
     decision_threshold: float = Field(
         0.5, gt=0, lt=1, description="Probability above which a row is predicted positive."
     )
-    thresholds: dict[str, Threshold] = Field(
+    thresholds: dict[Metric, Threshold] = Field(
         default_factory=lambda: {"roc_auc": Threshold(min=0.6)},
         description="Metric bounds: accuracy, roc_auc, f1, log_loss, brier.",
     )

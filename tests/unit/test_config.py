@@ -42,11 +42,17 @@ def test_bad_value_names_path_and_value(tmp_path: Path) -> None:
 
 def test_bad_entrypoint_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="module:function"):
-        load_project(write(tmp_path, {"project": "demo", "training": {"entrypoint": "train"}}), env={})
+        load_project(
+            write(tmp_path, {"project": "demo", "training": {"entrypoint": "train"}}), env={}
+        )
 
 
 def test_env_overrides_nested_fields_with_yaml_types(tmp_path: Path) -> None:
-    env = {"SHIPML_TRAINING__SEED": "7", "SHIPML_STATE__URL": "sqlite:///x.db", "SHIPML_ACTOR": "ci"}
+    env = {
+        "SHIPML_TRAINING__SEED": "7",
+        "SHIPML_STATE__URL": "sqlite:///x.db",
+        "SHIPML_ACTOR": "ci",
+    }
     p = load_project(write(tmp_path, {"project": "demo"}), env=env)
     assert p.config.training.seed == 7
     assert p.state_url == "sqlite:///x.db"
@@ -67,3 +73,14 @@ def test_config_is_frozen() -> None:
 def test_any_unknown_top_level_key_is_rejected(key: str) -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         parse_config({"project": "demo", key: 1})
+
+
+def test_metric_names_and_bounds_are_checked_when_loading() -> None:
+    with pytest.raises(ConfigError, match=r"evaluation\.thresholds\.auc.*'roc_auc'"):
+        parse_config({"project": "d", "evaluation": {"thresholds": {"auc": {"min": 0.7}}}})
+    with pytest.raises(ConfigError, match=r"evaluation\.champion\.metric"):
+        parse_config({"project": "d", "evaluation": {"champion": {"metric": "gini"}}})
+    with pytest.raises(ConfigError, match=r"min 0\.9 > max 0\.8"):
+        parse_config(
+            {"project": "d", "evaluation": {"thresholds": {"f1": {"min": 0.9, "max": 0.8}}}}
+        )

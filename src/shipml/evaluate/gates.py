@@ -15,10 +15,9 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from shipml.errors import ConfigError, UsageError
+from shipml.errors import UsageError
 from shipml.evaluate.metrics import (
     LOWER_IS_BETTER,
-    METRICS,
     compute_metrics,
     encode_target,
     positive_index,
@@ -63,7 +62,6 @@ def evaluate(
     """
     import numpy as np
 
-    _check_config(config)
     if len(X_test) != len(y_test):
         raise UsageError(f"X_test has {len(X_test)} rows but y_test has {len(y_test)}")
     y = encode_target(y_test, model, positive_label)
@@ -122,25 +120,6 @@ def compare_to_champion(
         sign = "<=" if passed else ">"
         detail = f"{head}: worse by {worse_by:.3f} {sign} tolerance {tolerance:.3f}"
     return GateResult("champion", passed, candidate, limit, detail)
-
-
-def _check_config(config: EvaluationConfig) -> None:
-    valid = ", ".join(METRICS)
-    for name, limits in config.thresholds.items():
-        if name not in METRICS:
-            raise ConfigError(
-                f"unknown metric '{name}' in evaluation.thresholds; valid metrics: {valid}"
-            )
-        if limits.min is not None and limits.max is not None and limits.min > limits.max:
-            raise ConfigError(
-                f"evaluation.thresholds.{name} has min {limits.min} > max {limits.max}; "
-                f"swap or fix them"
-            )
-    if config.champion.metric not in METRICS:
-        raise ConfigError(
-            f"unknown metric '{config.champion.metric}' in evaluation.champion.metric; "
-            f"valid metrics: {valid}"
-        )
 
 
 def _threshold_gates(

@@ -8,8 +8,9 @@ Every function here works on two plain arrays: `y_true` of 0/1 (1 = the positive
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from shipml.config import Metric
 from shipml.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,16 +27,7 @@ __all__ = [
     "positive_proba",
 ]
 
-METRICS: tuple[str, ...] = (
-    "accuracy",
-    "roc_auc",
-    "f1",
-    "log_loss",
-    "brier",
-    "precision",
-    "recall",
-    "positive_rate",
-)
+METRICS: tuple[str, ...] = get_args(Metric)
 """Names `compute_metrics` returns, in order; the valid keys of evaluation.thresholds."""
 
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier"})

@@ -87,8 +87,14 @@ def test_reordered_entries_are_detected(store: StateStore) -> None:
             c.execute(
                 update(audit_events)
                 .where(audit_events.c.seq == seq)
-                .values(at=r.at, action=r.action, subject=r.subject, details=r.details,
-                        prev_hash=r.prev_hash, hash=r.hash)
+                .values(
+                    at=r.at,
+                    action=r.action,
+                    subject=r.subject,
+                    details=r.details,
+                    prev_hash=r.prev_hash,
+                    hash=r.hash,
+                )
             )
     assert store.verify_audit() != []
 
@@ -113,7 +119,14 @@ def test_unreachable_store_is_a_clear_error() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3), min_size=1, max_size=6), st.data())
+@given(
+    st.lists(
+        st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+        min_size=1,
+        max_size=6,
+    ),
+    st.data(),
+)
 def test_any_single_edit_breaks_the_chain(tmp_path_factory, details, data) -> None:
     s = StateStore(f"sqlite:///{tmp_path_factory.mktemp('s')}/state.db")
     for d in details:
