@@ -188,7 +188,7 @@ class EvaluationConfig(_Section):
         0.5, gt=0, lt=1, description="Probability above which a row is predicted positive."
     )
     thresholds: dict[Metric, Threshold] = Field(
-        default_factory=lambda: {"roc_auc": Threshold(min=0.6)},
+        default_factory=lambda: {"roc_auc": Threshold(min=0.6)},  # type: ignore[arg-type]
         description="Metric bounds: accuracy, roc_auc, f1, log_loss, brier.",
     )
     fairness: FairnessGate = FairnessGate()

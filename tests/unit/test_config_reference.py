@@ -8,7 +8,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_reference_matches_the_config_model() -> None:
     assert section_of(README) == render(), (
-        "README.md's configuration reference is stale; run `shipml config reference --write README.md`"
+        "README.md's configuration reference is stale; "
+        "run `shipml config reference --write README.md`"
     )
 
 

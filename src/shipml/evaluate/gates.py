@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shipml.errors import UsageError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         EvaluationConfig,
         FairnessGate,
         LatencyGate,
+        Metric,
         RobustnessGate,
         Threshold,
     )
@@ -123,7 +125,7 @@ def compare_to_champion(
 
 
 def _threshold_gates(
-    metrics: dict[str, float], thresholds: dict[str, Threshold]
+    metrics: dict[str, float], thresholds: Mapping[Metric, Threshold]
 ) -> list[GateResult]:
     gates = []
     for name, limits in thresholds.items():

@@ -114,7 +114,7 @@ def test_concurrent_appends_keep_one_chain(store: StateStore) -> None:
 
 
 def test_unreachable_store_is_a_clear_error() -> None:
-    with pytest.raises(StateError, match="state.url"):
+    with pytest.raises(StateError, match=r"state\.url"):
         StateStore("postgresql+psycopg://u:secret@127.0.0.1:1/db")
 
 
