@@ -167,7 +167,8 @@ def evaluate(ctx: Context, rec: StepRecord) -> str:
     from shipml.registry.models import load_model, version_for_alias
 
     p = ctx.project
-    trained = ctx.trained or _last_trained(ctx)
+    with timed(rec, "mlflow"):
+        trained = ctx.trained or _last_trained(ctx)
     champion_alias = p.config.registry.champion_alias
     split, cfg = trained.split, p.config.evaluation
     with timed(rec, "mlflow"):
@@ -209,7 +210,8 @@ def register(ctx: Context, rec: StepRecord) -> str:
     from shipml.registry.models import register as register_version
 
     p = ctx.project
-    trained = ctx.trained or _last_trained(ctx)
+    with timed(rec, "mlflow"):
+        trained = ctx.trained or _last_trained(ctx)
     rec.inputs = {"mlflow_run_id": trained.run_id}
     evaluation = _evaluation_of(ctx, trained.run_id)
     snap = ctx.current_snapshot()

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["compare_to_champion", "evaluate"]
 
 _WARMUP = 5  # single-row calls made before latency is measured
+_LATENCY_ROUNDS = 3
 
 
 def evaluate(
@@ -187,18 +188,27 @@ def _latency_gate(
         return skipped("latency", "no rows to time")
     picks = rng.choice(len(X), size=cfg.samples, replace=len(X) < cfg.samples)
     rows = [X.iloc[[int(i)]] for i in picks]
-    times: list[float] = []
+    rounds: list[list[float]] = []
     try:
         for row in rows[:_WARMUP]:
             model.predict_proba(row)
-        for row in rows:
-            start = time.perf_counter()
-            model.predict_proba(row)
-            times.append(time.perf_counter() - start)
+        for _ in range(_LATENCY_ROUNDS):
+            times = []
+            for row in rows:
+                start = time.perf_counter()
+                model.predict_proba(row)
+                times.append(time.perf_counter() - start)
+            rounds.append(times)
     except Exception as exc:
         return raised("latency", "the model raised on a single-row call", exc)
-    p99_ms = float(np.percentile(times, 99)) * 1000
-    context = f" over {len(times)} single-row predict_proba calls"
+    # A slow model is slow in every round; a busy machine is busy in some. The best round's
+    # p99 is the model's own tail, with other processes' interference filtered out.
+    p99_ms = min(float(np.percentile(times, 99)) for times in rounds) * 1000
+    median_ms = float(np.median(rounds[0])) * 1000
+    context = (
+        f" (best of {_LATENCY_ROUNDS} rounds of {len(rows)} single-row predict_proba calls; "
+        f"median {median_ms:.2f} ms)"
+    )
     return bound("latency", "p99", p99_ms, cfg.max_p99_ms, "max", unit=" ms", context=context)
 
 

@@ -100,16 +100,25 @@ def get_version(project: Project, version: int) -> ModelVersion:
 
 def list_versions(project: Project) -> list[ModelVersion]:
     client = mlflow_client(project.tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = client.get_registered_model(project.model_name).aliases or {}
+    except MlflowException:
+        return []  # nothing registered yet
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(int(version), []).append(alias)
     found = client.search_model_versions(filter_string=f"name = '{project.model_name}'")
     return sorted(
         (
             ModelVersion(
-                mv.name,
-                int(mv.version),
-                mv.run_id or "",
-                mv.source or "",
-                list(mv.aliases or []),
-                dict(mv.tags or {}),
+                name=mv.name,
+                version=int(mv.version),
+                run_id=mv.run_id or "",
+                source=mv.source or "",
+                aliases=sorted(by_version.get(int(mv.version), [])),
+                tags=dict(mv.tags or {}),
             )
             for mv in found
         ),

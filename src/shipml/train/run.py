@@ -162,6 +162,7 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
             input_example=example,
             code_paths=[str(p) for p in project_modules(project.root)] or None,
             pip_requirements=model_requirements(model),
+            skops_trusted_types=own_types(model),
         )
         mlflow.log_text(installed_distributions(), "environment/requirements.lock")
     total_s = time.perf_counter() - t0
@@ -173,6 +174,18 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
         git=git,
         timings={"user_fit": fit_s, "mlflow": total_s - fit_s},
     )
+
+
+def own_types(model: Any) -> list[str]:
+    """The types in the model that skops does not trust by default, e.g. the project's own
+    functions (`features.prepare`): this model was fitted by this run, so they are trusted.
+
+    MLflow saves scikit-learn models with skops (no arbitrary code runs on load); the list is
+    stored with the model, so loading it later accepts exactly these types and no others.
+    """
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
 def git_state(root: Path) -> dict[str, Any]:
@@ -200,7 +213,7 @@ def model_requirements(model: Any) -> list[str]:
     reloads the model in a subprocess.
     """
     packages = metadata.packages_distributions()
-    tops: set[str] = {"cloudpickle", "numpy", "pandas", "scikit-learn"}
+    tops: set[str] = {"numpy", "pandas", "scikit-learn", "skops"}
     seen: set[int] = set()
 
     def walk(obj: Any) -> None:
