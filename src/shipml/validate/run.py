@@ -52,13 +52,14 @@ def validate(
     frame: pd.DataFrame, suite_path: Path, *, docs_dir: Path, label: str
 ) -> ValidationReport:
     """Validate `frame` against the suite file; failed expectations are reported, never raised."""
+    raw = _read_suite(suite_path)  # before importing GX: a missing file fails fast
     gx = _import_gx()
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
     )
 
-    suite = _load_suite(suite_path)
+    suite = _load_suite(raw, suite_path)
     docs_dir = docs_dir.resolve()
     context = gx.get_context(project_config=_context_config(docs_dir), mode="ephemeral")
     suite = context.suites.add(suite)
@@ -103,14 +104,8 @@ def validate(
     )
 
 
-def _load_suite(suite_path: Path) -> Any:
-    """Read a suite file into a GX ExpectationSuite; anything wrong is a ConfigError naming it."""
+def _read_suite(suite_path: Path) -> dict[str, Any]:
     import json
-
-    from great_expectations.core import ExpectationSuite
-    from great_expectations.expectations.expectation_configuration import (
-        ExpectationConfiguration,
-    )
 
     if not suite_path.is_file():
         raise ConfigError(
@@ -131,6 +126,16 @@ def _load_suite(suite_path: Path) -> Any:
             "object with a 'name' and a list of 'expectations'); regenerate it with "
             "`shipml expectations suggest`"
         )
+    return raw
+
+
+def _load_suite(raw: dict[str, Any], suite_path: Path) -> Any:
+    """Build GX's ExpectationSuite; an entry GX rejects is a ConfigError naming it."""
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
     expectations = []
     for i, item in enumerate(raw.get("expectations", [])):
         # GX's suite constructor logs and drops an invalid expectation; refuse it instead.

@@ -39,13 +39,10 @@ def suggest_suite(
 
     GX loads the result back with `ExpectationSuite(**suite)`; `write_suite` stores it.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from great_expectations.core import ExpectationSuite
-
     if len(frame) == 0:
         raise UsageError(
             f"cannot suggest suite '{name}' from an empty reference snapshot (0 rows); "
-            "ingest data first with `shipml data ingest`"
+            "pick a snapshot that has rows"
         )
     for role, column in (("data.key", key), ("training.target", target)):
         if column is not None and column not in frame.columns:
@@ -53,6 +50,9 @@ def suggest_suite(
                 f"{role} column '{column}' is not in the reference snapshot "
                 f"(columns: {', '.join(map(str, frame.columns))}); fix {role} in shipml.yaml"
             )
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before GX is first imported
+    from great_expectations.core import ExpectationSuite
+
     meta = {
         "shipml": {
             "reference_rows": len(frame),

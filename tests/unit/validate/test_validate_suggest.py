@@ -130,3 +130,13 @@ def test_unknown_key_or_target_is_a_config_error(reference: pd.DataFrame) -> Non
 def test_empty_reference_is_refused(reference: pd.DataFrame) -> None:
     with pytest.raises(UsageError, match="empty reference snapshot"):
         suggest_suite(reference.iloc[0:0], name="s", settings=SuggestConfig())
+
+
+def test_range_never_rejects_its_own_reference() -> None:
+    frame = pd.DataFrame({"x": [0] * 10 + [2]})  # one of 11 beyond the 0.1..0.9 quantiles
+    settings = SuggestConfig(quantile=0.1, margin=0.1, outlier_tolerance=0.01)
+    (kw,) = by_column(
+        suggest_suite(frame, name="s", settings=settings), "expect_column_values_to_be_between"
+    ).values()
+    inside = frame["x"].between(kw["min_value"], kw["max_value"]).mean()
+    assert inside < 0.99 and kw["mostly"] <= inside
