@@ -198,12 +198,15 @@ def evaluate(ctx: Context, rec: StepRecord) -> str:
     with timed(rec, "mlflow"):
         _log_evaluation(p, trained.run_id, result.metrics, json_path, html_path)
     rec.outputs = {"passed": result.passed, "metrics": result.metrics, "report": str(html_path)}
-    rec.outputs["gates"] = {g.name: g.passed for g in result.gates}
+    rec.outputs["gates"] = {g.name: _verdict(g) for g in result.gates}
+    rec.outputs["gate_details"] = {g.name: g.detail for g in result.gates}
     if not result.passed:
         raise GateFailed("evaluation", [g.detail for g in result.gates if not g.passed])
     metric = p.config.evaluation.champion.metric
     value = result.metrics.get(metric, float("nan"))
-    return f"all {len(result.gates)} gates passed ({metric} {value:.3f})"
+    checked = [g for g in result.gates if not g.skipped]
+    skipped = len(result.gates) - len(checked)
+    return f"{len(checked)} gates passed, {skipped} skipped ({metric} {value:.3f})"
 
 
 def register(ctx: Context, rec: StepRecord) -> str:
@@ -226,9 +229,7 @@ def register(ctx: Context, rec: StepRecord) -> str:
                 "shipml.snapshot_hash": snap.content_hash,
                 "shipml.source_hash": snap.source_hash,
                 "shipml.validation": "passed",
-                "shipml.gates": ",".join(
-                    f"{k}={'pass' if v else 'fail'}" for k, v in evaluation.items()
-                ),
+                "shipml.gates": ",".join(f"{k}={v}" for k, v in evaluation.items()),
                 "shipml.git_commit": trained.git["commit"],
                 "shipml.run_id": ctx.run_id,
             },
@@ -287,10 +288,14 @@ def _last_trained(ctx: Context) -> TrainedModel:
     return ctx.trained
 
 
-def _evaluation_of(ctx: Context, run_id: str) -> dict[str, bool]:
+def _verdict(gate: Any) -> str:
+    return "skip" if gate.skipped else "pass" if gate.passed else "fail"
+
+
+def _evaluation_of(ctx: Context, run_id: str) -> dict[str, str]:
     """Gate verdicts of the newest evaluation of `run_id`; refuses to register without a pass."""
     if ctx.evaluation is not None:
-        return {g.name: g.passed for g in ctx.evaluation.gates}
+        return {g.name: _verdict(g) for g in ctx.evaluation.gates}
     evals = [
         s for s in ctx.store.steps(stage="evaluate") if s.inputs.get("mlflow_run_id") == run_id
     ]

@@ -99,31 +99,41 @@ def _summary(result: PipelineResult) -> None:
     from rich.text import Text
 
     out = console()
-    table = Table(
-        title=f"shipml run {result.run_id[:8]} ({result.seconds:.1f} s)", show_lines=False
-    )
+    table = Table(title=f"shipml run {result.run_id[:8]} ({result.seconds:.1f} s)")
     table.add_column("stage")
     table.add_column("result")
+    table.add_column("seconds", justify="right")
     table.add_column("details", overflow="fold")
+    gates: dict[str, str] = {}
+    details: dict[str, str] = {}
     for step in result.steps:
         o = step.outputs
         if step.stage == "ingest" and o:
-            detail = f"{o['snapshot']}  {o['content_hash']}  rows={o['rows']}"
+            state = "new" if o["created"] else "unchanged"
+            detail = f"snapshot {o['snapshot']} ({o['rows']} rows, {state})\n{o['content_hash']}"
         elif step.stage == "evaluate" and o.get("metrics"):
-            metrics = "  ".join(f"{k}={v:.3f}" for k, v in o["metrics"].items())
-            gates = "  ".join(
-                f"{g}:{'pass' if ok else 'FAIL'}" for g, ok in o.get("gates", {}).items()
-            )
-            detail = f"{metrics}\n{gates}"
+            detail = "  ".join(f"{k}={v:.3f}" for k, v in o["metrics"].items() if v is not None)
+            gates, details = o.get("gates", {}), o.get("gate_details", {})
         elif step.stage == "register" and o:
-            detail = f"{o['model']} version {o['version']}  alias '{o['alias']}'"
+            detail = f"{o['model']} version {o['version']}, alias '{o['alias']}'"
         else:
             detail = step.summary
         verdict = Text("ok", "green") if step.status == "done" else Text("FAILED", "bold red")
-        table.add_row(step.stage, verdict, detail)
+        table.add_row(step.stage, verdict, f"{step.seconds:.1f}", detail)
     out.print(table)
+    if gates:
+        styles = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+        gate_table = Table(title="evaluation gates")
+        gate_table.add_column("gate")
+        gate_table.add_column("verdict")
+        gate_table.add_column("measured", overflow="fold")
+        for name, verdict_text in gates.items():
+            gate_table.add_row(
+                name, Text(verdict_text, styles[verdict_text]), details.get(name, "")
+            )
+        out.print(gate_table)
     for name, path in result.reports.items():
-        out.print(f"{name} report: {path}")
+        out.print(f"{name} report: {path}", markup=False)
     if result.failure is not None:
         err = console(stderr=True)
         err.print(Text(f"{result.failure.stage} gate failed:", "bold red"))
