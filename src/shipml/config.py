@@ -256,6 +256,15 @@ class Project:
         return self.config.training.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     @property
+    def artifact_location(self) -> str | None:
+        """Where MLflow puts run artifacts of a new experiment: under the state directory for
+        a local tracking store (MLflow's default is ./mlruns of whatever the working directory
+        happens to be); the tracking server's own default otherwise."""
+        if self.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in self.tracking_uri:
+            return (self.state_dir / "artifacts").as_uri()
+        return None
+
+    @property
     def experiment(self) -> str:
         return self.config.training.experiment or self.name
 

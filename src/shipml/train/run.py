@@ -120,6 +120,8 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
     import mlflow
     from mlflow.models import infer_signature
 
+    if mlflow.get_experiment_by_name(project.experiment) is None:
+        mlflow.create_experiment(project.experiment, artifact_location=project.artifact_location)
     mlflow.set_experiment(project.experiment)
     with mlflow.start_run(run_name=snapshot.label) as run:
         mlflow.set_tags(

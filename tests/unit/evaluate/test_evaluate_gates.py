@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from shipml.errors import UsageError
+from shipml.evaluate import GateResult, compare_to_champion, evaluate
 from tests.unit.evaluate.evaluate_helpers import (
     FEATURES,
     Brittle,
@@ -18,9 +21,6 @@ from tests.unit.evaluate.evaluate_helpers import (
     Slow,
     config,
 )
-
-from shipml.errors import UsageError
-from shipml.evaluate import GateResult, compare_to_champion, evaluate
 
 
 def gate(result: Any, name: str) -> GateResult:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tests.unit.evaluate.evaluate_helpers import FEATURES, config
 
 import shipml.evaluate
 from shipml.evaluate import encode_target, evaluate, positive_proba, write_report
+from tests.unit.evaluate.evaluate_helpers import FEATURES, config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
