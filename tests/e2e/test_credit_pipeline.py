@@ -41,6 +41,8 @@ def test_first_run_registers_a_candidate(credit: tuple[Path, Result, Result]) ->
         "alias": "candidate",
     }
     assert Path(first.json["reports"]["evaluation"]).exists()
+    assert (project / ".shipml" / "artifacts").is_dir()  # not ./mlruns of the caller
+    assert not Path("mlruns").exists()
     assert (Path(first.json["reports"]["validation"])).exists()
     versions = shipml(project, "registry", "versions", "--json").json
     assert [v["version"] for v in versions] == [1, 2]

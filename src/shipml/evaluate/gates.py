@@ -199,14 +199,17 @@ def _latency_gate(
                 model.predict_proba(row)
                 times.append(time.perf_counter() - start)
             rounds.append(times)
+            if float(np.percentile(times, 99)) * 1000 <= cfg.max_p99_ms:
+                break  # within the limit already; more rounds could only lower the best p99
     except Exception as exc:
         return raised("latency", "the model raised on a single-row call", exc)
     # A slow model is slow in every round; a busy machine is busy in some. The best round's
-    # p99 is the model's own tail, with other processes' interference filtered out.
+    # p99 is the model's own tail, with other processes' interference filtered out. Rounds
+    # are only repeated while over the limit, so a fast model is timed once.
     p99_ms = min(float(np.percentile(times, 99)) for times in rounds) * 1000
     median_ms = float(np.median(rounds[0])) * 1000
     context = (
-        f" (best of {_LATENCY_ROUNDS} rounds of {len(rows)} single-row predict_proba calls; "
+        f" (best of {len(rounds)} round(s) of {len(rows)} single-row predict_proba calls; "
         f"median {median_ms:.2f} ms)"
     )
     return bound("latency", "p99", p99_ms, cfg.max_p99_ms, "max", unit=" ms", context=context)

@@ -115,10 +115,11 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
     params = {**cfg.params, "target": cfg.target, "seed": cfg.seed}
     git = git_state(project.root)
 
-    t0 = time.perf_counter()
     mlflow_client(project.tracking_uri)
     import mlflow
     from mlflow.models import infer_signature
+
+    t0 = time.perf_counter()  # MLflow's work from here on, not its import
 
     if mlflow.get_experiment_by_name(project.experiment) is None:
         mlflow.create_experiment(project.experiment, artifact_location=project.artifact_location)

@@ -169,7 +169,7 @@ def test_a_fast_model_passes_a_generous_latency_limit(data: Any) -> None:
     cfg = config(latency={"enabled": True, "max_p99_ms": 10_000, "samples": 20})
     g = gate(evaluate(Constant(), X[FEATURES], y, cfg), "latency")
     assert g.passed and not g.skipped
-    assert "best of 3 rounds of 20 single-row predict_proba calls" in g.detail
+    assert "best of 1 round(s) of 20 single-row predict_proba calls" in g.detail
 
 
 # --- robustness ------------------------------------------------------------------------------
