@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+OFFLINE = Path(__file__).with_name("_offline.py")
 PROJECTS = {
     "credit": REPO / "examples" / "credit",
     "cancer": REPO / "tests" / "e2e" / "projects" / "cancer",
@@ -36,14 +37,24 @@ class Result:
 
 
 def shipml(project: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    """Run `shipml ARGS --project PROJECT`, and fail if it tried to reach the network."""
+    log = project.parent / f"network-{os.getpid()}.log"
+    log.unlink(missing_ok=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "shipml", *args, "--project", str(project)],
+        [sys.executable, str(OFFLINE), *args, "--project", str(project)],
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "SHIPML_ACTOR": "e2e-tests", **(env or {})},
+        env={
+            **os.environ,
+            "SHIPML_ACTOR": "e2e-tests",
+            "SHIPML_NETWORK_LOG": str(log),
+            **(env or {}),
+        },
         stdin=subprocess.DEVNULL,
     )
+    attempts = log.read_text() if log.exists() else ""
+    assert not attempts, f"`shipml {' '.join(args)}` tried to reach the network:\n{attempts}"
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
