@@ -208,6 +208,41 @@ class RegistryConfig(_Section):
     champion_alias: str = Field("champion", description="Alias of the model in production.")
 
 
+class ServeConfig(_Section):
+    """The inference server (`shipml serve`): protocols, limits, batching, logging."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean it.")
+    port: int = Field(8080, ge=0, le=65535, description="Port; 0 picks a free one.")
+    workers: int = Field(1, ge=1, description="Server processes sharing the port.")
+    max_batch_rows: int = Field(
+        256, ge=1, description="Micro-batching: most rows predicted in one model call."
+    )
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="Micro-batching: longest a request waits for others to join."
+    )
+    max_queue_rows: int = Field(
+        4096, ge=1, description="Rows waiting beyond this are shed with 503 and Retry-After."
+    )
+    timeout_ms: float = Field(5000, gt=0, description="A request not answered by then gets 504.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Larger bodies get 413 without being read whole."
+    )
+    max_rows: int = Field(10_000, ge=1, description="Most rows accepted in one request.")
+    extra_columns: Literal["reject", "drop"] = Field(
+        "reject", description="Columns the model's signature lacks: a 422, or dropped."
+    )
+    missing_values: Literal["reject", "allow"] = Field(
+        "allow",
+        description="null in a request: a 422, or passed to the model as missing (NaN/None).",
+    )
+    log_sample_rate: float = Field(
+        1.0, ge=0, le=1, description="Fraction of requests written to the inference log."
+    )
+    admin_token_env: str = Field(
+        "SHIPML_ADMIN_TOKEN", description="Environment variable holding the admin API token."
+    )
+
+
 class Config(_Section):
     """shipml.yaml: one section per stage, every field with a default that works locally."""
 
@@ -219,6 +254,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()
 
     @field_validator("project")
     @classmethod
@@ -287,6 +323,10 @@ class Project:
     def validation_docs_dir(self) -> Path:
         d = self.config.validation.docs_dir
         return self.path(d) if d else self.state_dir / "reports" / "validation"
+
+    @property
+    def inference_log_dir(self) -> Path:
+        return self.state_dir / "inference"
 
     @property
     def evaluation_reports_dir(self) -> Path:
