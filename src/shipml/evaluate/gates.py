@@ -199,20 +199,31 @@ def _latency_gate(
                 model.predict_proba(row)
                 times.append(time.perf_counter() - start)
             rounds.append(times)
-            if float(np.percentile(times, 99)) * 1000 <= cfg.max_p99_ms:
-                break  # within the limit already; more rounds could only lower the best p99
+            if _p99_ms(rounds) <= cfg.max_p99_ms:
+                break  # within the limit: more rounds could only lower the figure
     except Exception as exc:
         return raised("latency", "the model raised on a single-row call", exc)
-    # A slow model is slow in every round; a busy machine is busy in some. The best round's
-    # p99 is the model's own tail, with other processes' interference filtered out. Rounds
-    # are only repeated while over the limit, so a fast model is timed once.
-    p99_ms = min(float(np.percentile(times, 99)) for times in rounds) * 1000
+    p99_ms = _p99_ms(rounds)
     median_ms = float(np.median(rounds[0])) * 1000
     context = (
-        f" (best of {len(rounds)} round(s) of {len(rows)} single-row predict_proba calls; "
-        f"median {median_ms:.2f} ms)"
+        f" ({len(rows)} single-row predict_proba calls, each the fastest of {len(rounds)} "
+        f"try(s); median {median_ms:.2f} ms)"
     )
     return bound("latency", "p99", p99_ms, cfg.max_p99_ms, "max", unit=" ms", context=context)
+
+
+def _p99_ms(rounds: list[list[float]]) -> float:
+    """p99 over rows of each row's fastest call.
+
+    A slow model is slow on every try; a busy machine (other processes, a CI neighbour)
+    stalls a call now and then. Taking each row's fastest try keeps the model's own tail and
+    drops the machine's, so the gate judges the model and does not flake on a shared host.
+    Rounds are only repeated while over the limit, so a fast model is timed once.
+    """
+    import numpy as np
+
+    fastest = np.min(np.asarray(rounds), axis=0)
+    return float(np.percentile(fastest, 99)) * 1000
 
 
 def _robustness_gates(

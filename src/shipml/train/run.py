@@ -166,6 +166,14 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
             code_paths=[str(p) for p in project_modules(project.root)] or None,
             pip_requirements=model_requirements(model),
             skops_trusted_types=own_types(model),
+            metadata={
+                "shipml": {
+                    "target": cfg.target,
+                    "positive_label": _plain(split.positive_label),
+                    "decision_threshold": project.config.evaluation.decision_threshold,
+                    "snapshot": snapshot.label,
+                }
+            },
         )
         mlflow.log_text(installed_distributions(), "environment/requirements.lock")
     total_s = time.perf_counter() - t0
@@ -177,6 +185,11 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
         git=git,
         timings={"user_fit": fit_s, "mlflow": total_s - fit_s},
     )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so it can be written to YAML."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def own_types(model: Any) -> list[str]:

@@ -69,6 +69,20 @@ class Slow:
         return np.asarray(self.model.predict_proba(X))
 
 
+class Stalled:
+    """A fast model on a busy machine: every `every`-th call stalls, whatever the row."""
+
+    def __init__(self, model: Any, seconds: float, every: int) -> None:
+        self.model, self.seconds, self.every, self.calls = model, seconds, every, 0
+        self.classes_ = model.classes_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        self.calls += 1
+        if self.calls % self.every == 0:
+            time.sleep(self.seconds)
+        return np.asarray(self.model.predict_proba(X))
+
+
 class Raising(_Fixed):
     def score(self, X: pd.DataFrame) -> np.ndarray:
         raise RuntimeError("feature 'x9' is missing\nsecond line of the traceback text")
