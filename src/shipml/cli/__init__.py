@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shipml.cli import data, pipeline, project, registry
+from shipml.cli import data, pipeline, project, registry, serve
 
 app = typer.Typer(
     name="shipml",
@@ -19,6 +19,7 @@ pipeline.register_commands(app)
 data.register_commands(app)
 registry.register_commands(app)
 project.register_commands(app)
+serve.register_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,46 @@
+"""`shipml serve`: the inference server on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipml.cli._common import ProjectOpt, console, errors
+
+
+def register_commands(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: Annotated[
+            str,
+            typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION, or a model folder."),
+        ],
+        project: ProjectOpt = Path("."),
+        host: Annotated[str | None, typer.Option(help="Bind address (serve.host).")] = None,
+        port: Annotated[int | None, typer.Option(help="Port (serve.port).")] = None,
+        workers: Annotated[
+            int | None, typer.Option(help="Worker processes (serve.workers).")
+        ] = None,
+    ) -> None:
+        """Serve a model over HTTP (MLflow and Open Inference Protocol)."""
+        from shipml.config import CONFIG_FILE, load_project
+        from shipml.serve.server import build_spec, run
+
+        with errors(False):
+            found = project / CONFIG_FILE if project.is_dir() else project
+            p = load_project(project) if found.exists() else None
+            spec = build_spec(model, p)
+        cfg = p.config.serve if p else None
+        host = host or (cfg.host if cfg else "127.0.0.1")
+        port = port if port is not None else (cfg.port if cfg else 8080)
+        workers = workers or (cfg.workers if cfg else 1)
+        variant = spec.variants[0]
+        console(stderr=True).print(
+            f"serving {variant.model_name} version {variant.version} on http://{host}:{port} "
+            f"({workers} worker{'s' if workers > 1 else ''}); admin API "
+            f"{'on' if spec.admin_token else 'off'}",
+            markup=False,
+        )
+        run(spec, host=host, port=port, workers=workers)

@@ -1,0 +1,83 @@
+"""Start the inference server: resolve the model, build the spec, run uvicorn.
+
+uvicorn with uvloop and httptools, access log off (one log line per request costs latency and
+would write request data to logs). With `workers > 1` each worker process builds its own App
+from the spec passed in `SHIPML_SERVE_SPEC`, and metrics switch to prometheus-client's
+multiprocess mode in a private directory, so counts are summed across workers.
+
+SIGTERM (or Ctrl-C): uvicorn stops accepting connections, lets in-flight requests finish,
+then the app's shutdown answers everything queued and flushes the inference log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shipml.config import Project, ServeConfig
+from shipml.serve.app import App, ServerSpec, VariantSpec
+
+SPEC_ENV = "SHIPML_SERVE_SPEC"
+
+
+def build_spec(model: str, project: Project | None, *, with_log: bool = True) -> ServerSpec:
+    """The spec for serving `model` (a folder or models:/ URI) as the `stable` variant."""
+    from shipml.serve.model import resolve
+
+    cfg = project.config.serve if project else ServeConfig()
+    cache = (project.state_dir if project else Path(".shipml")) / "serve" / "models"
+    path, name, version = resolve(
+        model, tracking_uri=project.tracking_uri if project else None, cache_dir=cache
+    )
+    return ServerSpec(
+        variants=[VariantSpec("stable", str(path), name, version, 100.0)],
+        max_batch_rows=cfg.max_batch_rows,
+        max_wait_ms=cfg.max_wait_ms,
+        max_queue_rows=cfg.max_queue_rows,
+        timeout_ms=cfg.timeout_ms,
+        max_body_bytes=cfg.max_body_bytes,
+        max_rows=cfg.max_rows,
+        extra_columns=cfg.extra_columns,
+        missing_values=cfg.missing_values,
+        log_dir=str(project.inference_log_dir)
+        if project and with_log and cfg.log_sample_rate > 0
+        else None,
+        log_sample_rate=cfg.log_sample_rate,
+        admin_token=os.environ.get(cfg.admin_token_env) or None,
+        tracking_uri=project.tracking_uri if project else None,
+        model_cache=str(cache),
+    )
+
+
+def app_from_env() -> App:
+    """uvicorn's factory in each worker process."""
+    data: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
+    data["variants"] = [VariantSpec(**v) for v in data["variants"]]
+    return App(ServerSpec(**data))
+
+
+def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 30,
+        "backlog": 2048,
+    }
+    if workers == 1:
+        uvicorn.run(App(spec), **options)
+        return
+    with tempfile.TemporaryDirectory(prefix="shipml-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ[SPEC_ENV] = json.dumps(dataclasses.asdict(spec))
+        uvicorn.run("shipml.serve.server:app_from_env", factory=True, workers=workers, **options)

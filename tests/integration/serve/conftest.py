@@ -1,0 +1,119 @@
+"""A real model for the server tests: the credit example, trained once per session.
+
+`credit_project` is a copy of examples/credit with one trained (not registered) model;
+`model_dir` is that model's MLflow folder, which the server loads without MLflow.
+`served` starts `shipml serve` as a real process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def credit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from shipml.config import load_project
+    from shipml.pipeline import run_stages
+
+    project = tmp_path_factory.mktemp("serve") / "credit"
+    shutil.copytree(REPO / "examples" / "credit", project, ignore=shutil.ignore_patterns(".shipml"))
+    result = run_stages(load_project(project, env={}), ["ingest", "train"])
+    assert result.ok, result.to_dict()
+    return project
+
+
+@pytest.fixture(scope="session")
+def model_dir(credit_project: Path) -> Path:
+    [mlmodel] = list((credit_project / ".shipml" / "artifacts").glob("models/*/artifacts/MLmodel"))
+    return mlmodel.parent
+
+
+@pytest.fixture(scope="session")
+def rows(credit_project: Path) -> pd.DataFrame:
+    frame = pd.read_csv(credit_project / "data" / "lending_club.csv.gz")
+    return frame.drop(columns=["Class", "loan_id"]).head(300)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]
+    project: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def start_server(model: Path, project: Path, *extra: str, wait: float = 120) -> Served:
+    port = free_port()
+    env = {**os.environ, "SHIPML_ADMIN_TOKEN": TOKEN}
+    cmd = [
+        sys.executable,
+        "-m",
+        "shipml",
+        "serve",
+        str(model),
+        "--project",
+        str(project),
+        "--port",
+        str(port),
+        *extra,
+    ]
+    process = subprocess.Popen(
+        cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"server exited: {process.stdout.read().decode() if process.stdout else ''}"
+            )
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return Served(url, process, project)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("server did not become ready")
+
+
+@pytest.fixture
+def served(model_dir: Path, credit_project: Path) -> Iterator[Served]:
+    server = start_server(model_dir, credit_project)
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait(10)

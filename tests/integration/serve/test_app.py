@@ -1,0 +1,332 @@
+"""The server in process (httpx over ASGI): protocols, bad input, variants, admin, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from shipml.serve.app import App, ServerSpec, VariantSpec
+from shipml.serve.model import load_model_dir
+from tests.integration.serve.conftest import TOKEN, records
+
+Client = httpx.AsyncClient
+
+
+def run(model_dir: Path, test: Callable[[App, Client], Awaitable[None]], **spec: Any) -> None:
+    async def main() -> None:
+        app = App(
+            ServerSpec(
+                variants=[VariantSpec("stable", str(model_dir), "credit", "1")],
+                admin_token=TOKEN,
+                **spec,
+            )
+        )
+        await app.startup()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await test(app, client)
+        finally:
+            await app.shutdown()
+
+    asyncio.run(main())
+
+
+def expected(model_dir: Path, frame: pd.DataFrame) -> np.ndarray:
+    model = load_model_dir(model_dir)
+    return model.estimator.predict_proba(frame)[:, model.positive_index]
+
+
+def split(frame: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "dataframe_split": {
+            "columns": list(frame.columns),
+            "data": [list(r.values()) for r in records(frame)],
+        }
+    }
+
+
+def v2(frame: pd.DataFrame) -> dict[str, Any]:
+    types = {"int64": "INT64", "float64": "FP64"}
+    return {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": c,
+                "shape": [len(frame)],
+                "datatype": types.get(str(frame[c].dtype), "BYTES"),
+                "data": [r[c] for r in records(frame)],
+            }
+            for c in frame.columns
+        ],
+    }
+
+
+def test_every_protocol_gives_the_in_process_probabilities(
+    model_dir: Path, rows: pd.DataFrame
+) -> None:
+    frame = rows.head(5)
+    want = expected(model_dir, frame)
+    bodies = [
+        split(frame),
+        {"dataframe_records": records(frame)},
+        {"instances": records(frame)},
+        {"inputs": {c: [r[c] for r in records(frame)] for c in frame.columns}},
+    ]
+
+    async def test(app: App, client: Client) -> None:
+        for body in bodies:
+            r = await client.post("/invocations", json=body)
+            assert r.status_code == 200, r.text
+            assert np.allclose(r.json()["predictions"], want, rtol=0, atol=1e-12)
+            assert r.headers["x-shipml-variant"] == "stable"
+        r = await client.post("/v2/models/credit/infer", json=v2(frame))
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["id"] == "req-1" and out["model_name"] == "credit"
+        assert np.allclose(out["outputs"][0]["data"], want, rtol=0, atol=1e-12)
+        meta = (await client.get("/v2/models/credit")).json()
+        assert [i["name"] for i in meta["inputs"]] == list(frame.columns)
+
+    run(model_dir, test)
+
+
+def test_health_readiness_and_openapi(model_dir: Path) -> None:
+    async def test(app: App, client: Client) -> None:
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/v2/models/credit/ready",
+        ):
+            assert (await client.get(path)).status_code == 200, path
+        doc = (await client.get("/openapi.json")).json()
+        assert "/invocations" in doc["paths"] and "/v2/models/credit/infer" in doc["paths"]
+        app.ready = False
+        assert (await client.get("/readyz")).status_code == 503
+
+    run(model_dir, test)
+
+
+def bad_inputs(good: dict[str, Any]) -> list[tuple[str, bytes, dict[str, str], int, str]]:
+    row = good["dataframe_records"][0]
+    json = {"content-type": "application/json"}
+
+    def body(records_: list[dict[str, Any]]) -> bytes:
+        import json as stdjson  # orjson refuses integers beyond 64 bits; clients may not
+
+        return stdjson.dumps({"dataframe_records": records_}).encode()
+
+    return [
+        ("malformed", b'{"dataframe_records": [', json, 400, "malformed_json"),
+        (
+            "nan literal",
+            body([{**row, "int_rate": 0.5}]).replace(b"0.5", b"NaN"),
+            json,
+            400,
+            "malformed_json",
+        ),
+        ("unknown format", b'{"rows": []}', json, 400, "unsupported_format"),
+        (
+            "missing column",
+            body([{k: v for k, v in row.items() if k != "annual_inc"}]),
+            json,
+            422,
+            "missing_column",
+        ),
+        ("extra column", body([{**row, "zodiac": "leo"}]), json, 422, "unexpected_column"),
+        ("string in number", body([{**row, "int_rate": "12%"}]), json, 422, "wrong_type"),
+        ("number in string", body([{**row, "term": 36}]), json, 422, "wrong_type"),
+        ("bool in long", body([{**row, "funded_amnt": True}]), json, 422, "wrong_type"),
+        (
+            "infinity",
+            body([{**row, "int_rate": 0.5}]).replace(b"0.5", b"1e400"),
+            json,
+            422,
+            "non_finite",
+        ),
+        ("int overflow", body([{**row, "funded_amnt": 2**70}]), json, 422, "integer_out_of_range"),
+        ("empty batch", body([]), json, 422, "empty_batch"),
+        ("too many rows", body([row] * 50), json, 413, "too_many_rows"),
+        (
+            "wrong content type",
+            body([row]),
+            {"content-type": "text/csv"},
+            415,
+            "unsupported_media_type",
+        ),
+    ]
+
+
+def test_bad_input_gets_4xx_with_a_stable_code(model_dir: Path, rows: pd.DataFrame) -> None:
+    cases = bad_inputs({"dataframe_records": records(rows.head(1))})
+
+    async def test(app: App, client: Client) -> None:
+        for name, content, headers, status, code in cases:
+            r = await client.post("/invocations", content=content, headers=headers)
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), (name, r.text)
+        big = b"x" * (1024 * 64 + 1)
+        r = await client.post(
+            "/invocations", content=big, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        metrics = (await client.get("/metrics")).text
+        assert "inference_errors_total{code" not in metrics
+        assert 'reason="missing_column"' in metrics
+
+    run(model_dir, test, max_rows=20, max_body_bytes=1024 * 64)
+
+
+def test_shadow_never_changes_a_response(model_dir: Path, rows: pd.DataFrame) -> None:
+    frame = rows.head(20)
+    want = expected(model_dir, frame)
+
+    async def test(app: App, client: Client) -> None:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        r = await client.post(
+            "/admin/variants",
+            json={"name": "shadow", "model": str(model_dir), "shadow": True},
+            headers=auth,
+        )
+        assert r.status_code == 200, r.text
+        shadow = app.routing.variants["shadow"]
+        object.__setattr__(shadow.model, "predict", lambda batch: np.full(batch.rows, 0.123))
+        for _ in range(20):
+            r = await client.post("/invocations", json=split(frame))
+            assert r.headers["x-shipml-variant"] == "stable"
+            assert np.allclose(r.json()["predictions"], want)
+        await asyncio.sleep(0.2)
+        metrics = (await client.get("/metrics")).text
+        assert 'predictions_total{model="credit",variant="shadow",version="local"} 400.0' in metrics
+        assert 'predictions_total{model="credit",variant="stable",version="1"} 400.0' in metrics
+        assert 'predictions_total{model="credit",variant="stable",version="1"} 400.0' in metrics
+
+    run(model_dir, test)
+
+
+def test_admin_requires_the_token(model_dir: Path) -> None:
+    async def test(app: App, client: Client) -> None:
+        assert (await client.get("/admin/variants")).status_code == 401
+        wrong = await client.get("/admin/variants", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 403 and TOKEN not in wrong.text
+        ok = await client.get("/admin/variants", headers={"authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json()["variants"][0]["name"] == "stable"
+
+    run(model_dir, test)
+
+
+def test_admin_is_off_without_a_token(model_dir: Path) -> None:
+    async def main() -> None:
+        app = App(ServerSpec(variants=[VariantSpec("stable", str(model_dir), "credit", "1")]))
+        await app.startup()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            r = await c.get("/admin/variants", headers={"authorization": "Bearer anything"})
+            assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
+        await app.shutdown()
+
+    asyncio.run(main())
+
+
+def test_weight_changes_under_load_fail_no_request(model_dir: Path, rows: pd.DataFrame) -> None:
+    body = split(rows.head(1))
+
+    async def test(app: App, client: Client) -> None:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        r = await client.post(
+            "/admin/variants",
+            json={"name": "canary", "model": str(model_dir), "weight": 0},
+            headers=auth,
+        )
+        assert r.status_code == 200
+        statuses: list[int] = []
+        seen: set[str] = set()
+
+        async def load() -> None:
+            for _ in range(60):
+                r = await client.post("/invocations", json=body)
+                statuses.append(r.status_code)
+                seen.add(r.headers.get("x-shipml-variant", "?"))
+
+        async def flip() -> None:
+            for weights in ({"stable": 50, "canary": 50}, {"canary": 100}, {"stable": 100}) * 3:
+                r = await client.put("/admin/weights", json={"weights": weights}, headers=auth)
+                assert r.status_code == 200, r.text
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*[load() for _ in range(8)], flip())
+        assert statuses and set(statuses) == {200}
+        assert seen == {"stable", "canary"}
+
+    run(model_dir, test)
+
+
+def test_request_counter_counts_every_request(model_dir: Path, rows: pd.DataFrame) -> None:
+    body = split(rows.head(3))
+
+    async def test(app: App, client: Client) -> None:
+        await asyncio.gather(*[client.post("/invocations", json=body) for _ in range(50)])
+        text = (await client.get("/metrics")).text
+        assert (
+            'prediction_requests_total{code="200",model="credit",variant="stable",version="1"} 50.0'
+            in text
+        )
+        assert 'predictions_total{model="credit",variant="stable",version="1"} 150.0' in text
+        assert (
+            'prediction_latency_seconds_count{model="credit",variant="stable",version="1"} 50.0'
+            in text
+        )
+
+    run(model_dir, test)
+
+
+def test_overload_sheds_with_retry_after(model_dir: Path, rows: pd.DataFrame) -> None:
+    body = split(rows.head(8))
+
+    async def test(app: App, client: Client) -> None:
+        responses = await asyncio.gather(
+            *[client.post("/invocations", json=body) for _ in range(40)]
+        )
+        codes = [r.status_code for r in responses]
+        assert 200 in codes and 503 in codes, codes
+        shed = next(r for r in responses if r.status_code == 503)
+        assert shed.headers["retry-after"] == "1" and shed.json()["error"]["code"] == "overloaded"
+
+    run(model_dir, test, max_queue_rows=16)
+
+
+def test_slow_answers_time_out_with_504(model_dir: Path, rows: pd.DataFrame) -> None:
+    import time
+
+    async def test(app: App, client: Client) -> None:
+        variant = app.routing.variants["stable"]
+        slow = variant.model.predict
+        object.__setattr__(variant.model, "predict", lambda b: (time.sleep(0.3), slow(b))[1])
+        r = await client.post("/invocations", json=split(rows.head(1)))
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+
+    run(model_dir, test, timeout_ms=50)
+
+
+@pytest.mark.parametrize("missing", ["allow", "reject"])
+def test_missing_value_policy(model_dir: Path, rows: pd.DataFrame, missing: str) -> None:
+    row = {**records(rows.head(1))[0], "annual_inc": None}
+
+    async def test(app: App, client: Client) -> None:
+        r = await client.post("/invocations", json={"dataframe_records": [row]})
+        if missing == "allow":
+            assert r.status_code == 200 and 0 <= r.json()["predictions"][0] <= 1
+        else:
+            assert r.status_code == 422 and r.json()["error"]["field"] == "annual_inc"
+
+    run(model_dir, test, missing_values=missing)
