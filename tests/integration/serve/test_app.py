@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 
