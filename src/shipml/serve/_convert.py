@@ -325,7 +325,7 @@ def _wide(body: bytes) -> Any:
     return doc
 
 
-def check_rows(rows: int, max_rows: int, field: str | None = None) -> None:
+def check_rows(rows: int, max_rows: int) -> None:
     if rows == 0:
         raise empty("the request")
     if rows > max_rows:
@@ -334,7 +334,6 @@ def check_rows(rows: int, max_rows: int, field: str | None = None) -> None:
             "too_many_rows",
             f"{rows} rows is more than this server takes in one request ({max_rows}, "
             "serve.max_rows); split them across several requests",
-            field,
         )
 
 

@@ -282,7 +282,7 @@ def parse_v2(body: bytes, schema: Schema, policy: Policy) -> tuple[Batch, str | 
                     name,
                 )
             rows = len(data)
-            check_rows(rows, policy.max_rows, name)
+            check_rows(rows, policy.max_rows)
         columns[name] = data
     if rows == -1:
         raise empty("inputs")

@@ -138,7 +138,7 @@ def resolve(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> tuple[Pat
     as a local model folder.
     """
     if not uri.startswith("models:/"):
-        return Path(uri), Path(uri).resolve().name, "local"
+        return Path(uri), _name_in(Path(uri)), "local"
     if tracking_uri is None:
         raise UsageError(f"{uri} needs a tracking store: run from the project or pass --project")
     from shipml._libs import mlflow_client
@@ -170,3 +170,14 @@ def resolve(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> tuple[Pat
         )
         tmp.rename(target)
     return target, mv.name, str(mv.version)
+
+
+def _name_in(folder: Path) -> str:
+    """The model name a shipml-trained folder records, else the folder's name."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((folder / "MLmodel").read_text())
+        return str(spec["metadata"]["shipml"]["model_name"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return folder.resolve().name

@@ -168,6 +168,7 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
             skops_trusted_types=own_types(model),
             metadata={
                 "shipml": {
+                    "model_name": project.model_name,
                     "target": cfg.target,
                     "positive_label": _plain(split.positive_label),
                     "decision_threshold": project.config.evaluation.decision_threshold,
