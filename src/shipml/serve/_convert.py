@@ -233,7 +233,7 @@ def transpose(rows: list[Any], names: Sequence[str], where: str, positional: boo
             "ragged_input",
             f"{where}[{row}] has {len(bad)} values but every row needs {width}{order}",
         )
-    return dict(zip(names, zip(*rows, strict=True), strict=True))
+    return dict(zip(names, zip(*rows, strict=False), strict=False))  # widths checked above
 
 
 def records(
@@ -250,7 +250,7 @@ def records(
     if values is not None and set(map(len, records)) == {len(names)}:
         if len(names) == 1:
             return {names[0]: values}, len(records)
-        return dict(zip(names, zip(*values, strict=True), strict=True)), len(records)
+        return dict(zip(names, zip(*values, strict=False), strict=False)), len(records)
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise unsupported(f"{key}[{i}] is {what(record)}; every record must be an object")

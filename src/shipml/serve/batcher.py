@@ -74,9 +74,10 @@ class Batcher:
         finally:
             self.queued_rows -= batch.rows
 
-    async def close(self) -> None:
-        """Answer everything queued, then stop."""
-        while not self._queue.empty():
+    async def close(self, timeout: float = 30.0) -> None:
+        """Answer everything queued (for at most `timeout` seconds), then stop."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.queued_rows and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()

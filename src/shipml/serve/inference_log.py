@@ -116,14 +116,23 @@ class _Writer(Generic[T]):
     def flush(self) -> None:
         self._signal(_Marker(stop=False))
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._signal(_Marker(stop=True))
-        if self._thread is not None:
-            self._thread.join()
+            thread = self._thread
+        if thread is None:
+            return
+        # Re-send the stop marker until the thread is gone: seen in servers under load, a
+        # single marker could be missed and a plain join() then hung the whole shutdown.
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            self._queue.put(_Marker(stop=True))
+            self._wake.set()
+            thread.join(0.5)
+        if thread.is_alive():
+            log.error("inference log %s: writer did not stop within %.0f s", self._root, timeout)
 
     def _signal(self, marker: _Marker) -> None:
         thread = self._thread
