@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shipml-installed
 
-.PHONY: demo test lint bench-pipeline clean
+.PHONY: demo test lint bench-pipeline bench-serving clean
 
 demo: $(STAMP)
 	$(BIN)/shipml run --project examples/credit
@@ -20,6 +20,9 @@ lint: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/pipeline/run.py
+
+bench-serving: $(STAMP)
+	$(BIN)/python benchmarks/serving/run.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
