@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shipml.config import ServeConfig
 from shipml.serve.batcher import Batcher, ModelError, Overloaded
 from shipml.serve.inputs import (
     Batch,
@@ -66,19 +67,14 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """Everything a worker process needs to build the app (picklable, JSON-able)."""
+    """Everything a worker process needs to build the app (JSON-able, for extra workers).
+
+    `serve` is the `serve:` section of shipml.yaml: limits, batching and input policies.
+    """
 
     variants: list[VariantSpec]
-    max_batch_rows: int = 256
-    max_wait_ms: float = 2.0
-    max_queue_rows: int = 4096
-    timeout_ms: float = 5000
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_rows: int = 10_000
-    extra_columns: str = "reject"
-    missing_values: str = "allow"
+    serve: ServeConfig = field(default_factory=ServeConfig)
     log_dir: str | None = None
-    log_sample_rate: float = 1.0
     admin_token: str | None = field(default=None, repr=False)  # never printed
     tracking_uri: str | None = None
     model_cache: str | None = None
@@ -87,16 +83,13 @@ class ServerSpec:
 class App:
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
-        self.policy = Policy(
-            extra_columns=spec.extra_columns,  # type: ignore[arg-type]
-            missing_values=spec.missing_values,  # type: ignore[arg-type]
-            max_rows=spec.max_rows,
-        )
+        self.config = cfg = spec.serve
+        self.policy = Policy.from_config(cfg)
         self.metrics = Metrics()
         self.routing = Routing()
         self.ready = False
         self.rng = random.Random()
-        self.timeout_s = spec.timeout_ms / 1000
+        self.timeout_s = cfg.timeout_ms / 1000
         self.inference_log: Any = None
         self.feedback_log: Any = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -119,7 +112,7 @@ class App:
 
             model = self.spec.variants[0].model_name if self.spec.variants else "model"
             self.inference_log = InferenceLog(
-                Path(self.spec.log_dir), model=model, sample_rate=self.spec.log_sample_rate
+                Path(self.spec.log_dir), model=model, sample_rate=self.config.log_sample_rate
             )
             self.feedback_log = FeedbackLog(Path(self.spec.log_dir), model=model)
         for v in self.spec.variants:
@@ -145,9 +138,9 @@ class App:
         )
         batcher = Batcher(
             model,
-            max_batch_rows=self.spec.max_batch_rows,
-            max_wait_s=self.spec.max_wait_ms / 1000,
-            max_queue_rows=self.spec.max_queue_rows,
+            max_batch_rows=self.config.max_batch_rows,
+            max_wait_s=self.config.max_wait_ms / 1000,
+            max_queue_rows=self.config.max_queue_rows,
         )
         await loop.run_in_executor(None, model.predict, warmup_batch(model))
         batcher.start()
@@ -277,7 +270,7 @@ class App:
         headers = _headers(scope)
         try:
             check_content_type(headers.get(b"content-type"))
-            body = await read_body(receive, headers, self.spec.max_body_bytes)
+            body = await read_body(receive, headers, self.config.max_body_bytes)
             schema = variant.model.schema
             if v2:
                 batch, request_id = parse_v2(body, schema, self.policy)
@@ -299,7 +292,7 @@ class App:
             )
             self.metrics.errors.labels(*labels, code).inc()
             self.metrics.requests.labels(*labels, str(status)).inc()
-            message = str(exc) or f"no answer within {self.spec.timeout_ms:g} ms"
+            message = str(exc) or f"no answer within {self.config.timeout_ms:g} ms"
             await error(send, status, code, message, retry=status == 503)
             return
         payload: dict[str, Any]
@@ -354,7 +347,7 @@ class App:
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         check_content_type(headers.get(b"content-type"))
-        body = await read_body(receive, headers, self.spec.max_body_bytes)
+        body = await read_body(receive, headers, self.config.max_body_bytes)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:

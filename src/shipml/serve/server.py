@@ -35,18 +35,10 @@ def build_spec(model: str, project: Project | None, *, with_log: bool = True) ->
     )
     return ServerSpec(
         variants=[VariantSpec("stable", str(path), name, version, 100.0)],
-        max_batch_rows=cfg.max_batch_rows,
-        max_wait_ms=cfg.max_wait_ms,
-        max_queue_rows=cfg.max_queue_rows,
-        timeout_ms=cfg.timeout_ms,
-        max_body_bytes=cfg.max_body_bytes,
-        max_rows=cfg.max_rows,
-        extra_columns=cfg.extra_columns,
-        missing_values=cfg.missing_values,
+        serve=cfg,
         log_dir=str(project.inference_log_dir)
         if project and with_log and cfg.log_sample_rate > 0
         else None,
-        log_sample_rate=cfg.log_sample_rate,
         admin_token=os.environ.get(cfg.admin_token_env) or None,
         tracking_uri=project.tracking_uri if project else None,
         model_cache=str(cache),
@@ -57,6 +49,7 @@ def app_from_env() -> App:
     """uvicorn's factory in each worker process."""
     data: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
     data["variants"] = [VariantSpec(**v) for v in data["variants"]]
+    data["serve"] = ServeConfig.model_validate(data["serve"])
     return App(ServerSpec(**data))
 
 
@@ -79,5 +72,6 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="shipml-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        os.environ[SPEC_ENV] = json.dumps(dataclasses.asdict(spec))
+        payload = {**dataclasses.asdict(spec), "serve": spec.serve.model_dump(mode="json")}
+        os.environ[SPEC_ENV] = json.dumps(payload)
         uvicorn.run("shipml.serve.server:app_from_env", factory=True, workers=workers, **options)

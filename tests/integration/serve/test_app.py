@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shipml.config import ServeConfig
 from shipml.serve.app import App, ServerSpec, VariantSpec
 from shipml.serve.model import load_model_dir
 from tests.integration.serve.conftest import TOKEN, records
@@ -19,13 +20,13 @@ from tests.integration.serve.conftest import TOKEN, records
 Client = httpx.AsyncClient
 
 
-def run(model_dir: Path, test: Callable[[App, Client], Awaitable[None]], **spec: Any) -> None:
+def run(model_dir: Path, test: Callable[[App, Client], Awaitable[None]], **serve: Any) -> None:
     async def main() -> None:
         app = App(
             ServerSpec(
                 variants=[VariantSpec("stable", str(model_dir), "credit", "1")],
                 admin_token=TOKEN,
-                **spec,
+                serve=ServeConfig(**serve),
             )
         )
         await app.startup()
