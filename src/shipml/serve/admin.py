@@ -9,6 +9,9 @@
 time), 403 for every call when the server was started without a token. The token is never
 logged or echoed. Every change builds a new routing table and swaps it in one assignment,
 after any new model is loaded and warmed up, so no request fails during a swap.
+
+Changes are refused (409) when the server runs several worker processes: each holds its own
+routing table, and a change would reach only the worker that happened to receive it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,16 @@ class Admin:
             await error(send, 403, "forbidden", "the admin token is wrong")
             return
         method, path = scope["method"], scope["path"]
+        if method != "GET" and self.app.spec.workers > 1:
+            await error(
+                send,
+                409,
+                "several_workers",
+                f"this server runs {self.app.spec.workers} worker processes, each with its own "
+                f"variants; a change here would reach only one of them. Run variants with "
+                f"serve.workers: 1 (one server per variant set)",
+            )
+            return
         body = await read_body(receive, headers, 1 << 20) if method in ("POST", "PUT") else b""
         async with self._lock:  # one change at a time; requests keep flowing meanwhile
             if method == "GET" and path == "/admin/variants":

@@ -78,6 +78,7 @@ class ServerSpec:
     admin_token: str | None = field(default=None, repr=False)  # never printed
     tracking_uri: str | None = None
     model_cache: str | None = None
+    workers: int = 1
 
 
 class App:

@@ -67,6 +67,7 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
         "timeout_graceful_shutdown": 30,
         "backlog": 2048,
     }
+    spec = dataclasses.replace(spec, workers=workers)
     if workers == 1:
         uvicorn.run(App(spec), **options)
         return

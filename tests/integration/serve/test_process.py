@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from shipml.serve.inference_log import read_feedback, read_log
-from tests.integration.serve.conftest import Served, records, start_server
+from tests.integration.serve.conftest import TOKEN, Served, records, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -91,11 +91,28 @@ def test_request_counter_is_exact_across_workers(
                 }
 
         assert asyncio.run(send(120)) == {200}
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        change = httpx.put(
+            f"{server.url}/admin/weights", json={"weights": {"stable": 1}}, headers=auth
+        )
+        assert change.status_code == 409 and change.json()["error"]["code"] == "several_workers"
         text = httpx.get(f"{server.url}/metrics").text
         counts = re.findall(r'^prediction_requests_total\{code="200".*\} (\S+)$', text, flags=re.M)
         assert sum(float(c) for c in counts) == 120
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_the_admin_token_never_reaches_the_log(served: Served) -> None:
+    for token in (TOKEN, "a-wrong-token-5678"):
+        httpx.get(f"{served.url}/admin/variants", headers={"authorization": f"Bearer {token}"})
+    httpx.post(
+        f"{served.url}/invocations", content=b"{", headers={"content-type": "application/json"}
+    )
+    served.stop()
+    output = served.process.stdout.read().decode() if served.process.stdout else ""
+    assert "serving credit" in output  # the log was captured
+    assert TOKEN not in output and "a-wrong-token-5678" not in output
 
 
 def test_openapi_contract_has_no_server_error(served: Served, tmp_path: Path) -> None:
