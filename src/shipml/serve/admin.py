@@ -26,7 +26,8 @@ import orjson
 from shipml.serve.inputs import InputError
 
 if TYPE_CHECKING:
-    from shipml.serve.app import App, Receive, Scope, Send
+    from shipml.serve.app import App
+    from shipml.serve.http import Receive, Scope, Send
 
 
 class Admin:
@@ -36,9 +37,9 @@ class Admin:
         self._lock = asyncio.Lock()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from shipml.serve.app import _headers, error, read_body, respond
+        from shipml.serve.http import error, headers_of, read_body, respond
 
-        headers = _headers(scope)
+        headers = headers_of(scope)
         given = headers.get(b"authorization")
         if self._expected is None:
             await error(

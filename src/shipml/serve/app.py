@@ -25,7 +25,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ import orjson
 
 from shipml.config import ServeConfig
 from shipml.serve.batcher import Batcher, ModelError, Overloaded
+from shipml.serve.http import Receive, Scope, Send, error, headers_of, read_body, respond
 from shipml.serve.inputs import (
+    V2_DATATYPE,
     Batch,
     InputError,
     Policy,
@@ -48,11 +50,6 @@ from shipml.serve.model import ServedModel, load_model_dir
 from shipml.serve.variants import Routing, Variant
 
 log = logging.getLogger("shipml.serve")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-JSON = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True)
@@ -244,7 +241,7 @@ class App:
             "versions": sorted({v.model.version for v in self.routing.variants.values()}),
             "platform": "sklearn",
             "inputs": [
-                {"name": c.name, "datatype": V2_TYPES[c.type], "shape": [-1]}
+                {"name": c.name, "datatype": V2_DATATYPE[c.type], "shape": [-1]}
                 for c in m.schema.columns
             ],
             "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
@@ -268,7 +265,7 @@ class App:
             await error(send, 503, "not_ready", "no model is loaded yet", retry=True)
             return
         labels = (variant.model.name, variant.model.version, variant.name)
-        headers = _headers(scope)
+        headers = headers_of(scope)
         try:
             check_content_type(headers.get(b"content-type"))
             body = await read_body(receive, headers, self.config.max_body_bytes)
@@ -346,7 +343,7 @@ class App:
             )
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers = headers_of(scope)
         check_content_type(headers.get(b"content-type"))
         body = await read_body(receive, headers, self.config.max_body_bytes)
         try:
@@ -373,16 +370,6 @@ class App:
         await respond(send, 202, orjson.dumps({"accepted": len(items)}))
 
 
-V2_TYPES = {
-    "double": "FP64",
-    "float": "FP32",
-    "long": "INT64",
-    "integer": "INT32",
-    "boolean": "BOOL",
-    "string": "BYTES",
-}
-
-
 def warmup_batch(model: ServedModel) -> Batch:
     """One plausible row, to load lazy parts of the model before the server says ready."""
     values: dict[str, Any] = {
@@ -400,10 +387,6 @@ def warmup_batch(model: ServedModel) -> Batch:
     return Batch(columns=columns, rows=1)
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return {k.lower(): v for k, v in scope["headers"]}
-
-
 def _known(path: str) -> bool:
     return path in (
         "/invocations",
@@ -413,42 +396,3 @@ def _known(path: str) -> bool:
         "/openapi.json",
         "/feedback",
     ) or path.startswith("/v2/")
-
-
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The request body, refusing one over `limit` bytes before (or while) reading it."""
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise InputError(
-            413, "body_too_large", f"the body has {int(declared)} bytes; the limit is {limit}", None
-        )
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InputError(400, "disconnected", "the client went away", None)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise InputError(
-                413, "body_too_large", f"the body exceeds the limit of {limit} bytes", None
-            )
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    base = JSON if headers is None or not any(k == b"content-type" for k, _ in headers) else []
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [*base, *(headers or [])]}
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def error(send: Send, status: int, code: str, message: str, *, retry: bool = False) -> None:
-    headers = [(b"retry-after", b"1")] if retry else []
-    body = orjson.dumps({"error": {"code": code, "message": message, "field": None}})
-    await respond(send, status, body, [*JSON, *headers])

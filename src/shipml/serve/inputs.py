@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shipml.config import ServeConfig
 
 __all__ = [
+    "V2_DATATYPE",
     "Batch",
     "Column",
     "ColumnType",
@@ -64,7 +65,7 @@ _V2_TYPES: dict[str, frozenset[str]] = {
 }
 _V2_TYPES["double"] |= _V2_TYPES["long"]
 _V2_TYPES["float"], _V2_TYPES["integer"] = _V2_TYPES["double"], _V2_TYPES["long"]
-_V2_BEST = {
+V2_DATATYPE = {  # the OIP v2 datatype that carries each signature type
     "double": "FP64",
     "float": "FP32",
     "long": "INT64",
@@ -269,7 +270,7 @@ def parse_v2(body: bytes, schema: Schema, policy: Policy) -> tuple[Batch, str | 
                 422,
                 "wrong_type",
                 f"tensor {name!r} has datatype {datatype} but the column is {kind}; "
-                f"send datatype {_V2_BEST[kind]}",
+                f"send datatype {V2_DATATYPE[kind]}",
                 name,
             )
         if len(data) != rows:
