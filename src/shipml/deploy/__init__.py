@@ -1,0 +1,1 @@
+"""Rolling a registered model out to serving targets: shadow, canary, promote, rollback."""
