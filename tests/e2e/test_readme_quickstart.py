@@ -18,9 +18,14 @@ from tests.e2e.conftest import REPO, shipml
 pytestmark = pytest.mark.slow
 
 
-def quickstart() -> str:
+def section(title: str) -> str:
     text = (REPO / "README.md").read_text()
-    return text[text.index("## Quickstart") : text.index("## Concepts")]
+    start = text.index(f"## {title}")
+    return text[start : text.index("\n## ", start + 3)]
+
+
+def quickstart() -> str:
+    return section("Quickstart")
 
 
 def fenced(section: str, language: str) -> list[str]:
@@ -58,3 +63,46 @@ def test_readme_quickstart_works_as_written(tmp_path: Path) -> None:
         out = shipml(project, *command[1:])
         assert out.code == 0, f"{' '.join(command)}\n{out.stdout}\n{out.stderr}"
     assert (project / "expectations" / "loans.json").exists()
+    serve_as_the_readme_says(project)
+
+
+def serve_as_the_readme_says(project: Path) -> None:
+    """The 'Serving a model' snippet: start the server it names, send the request it shows."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    snippet = fenced(section("Serving a model"), "bash")[0]
+    serve = shlex.split(
+        next(x for x in snippet.splitlines() if x.startswith("shipml serve")).split("#")[0]
+    )
+    body = json.loads(re.search(r"-d '(.*?)'", snippet, flags=re.S).group(1))  # type: ignore[union-attr]
+    port = "18765"
+    cmd = [sys.executable, "-m", "shipml", *serve[1:], "--project", str(project), "--port", port]
+    server = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        r = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        [p] = r.json()["predictions"]
+        assert 0.0 <= p <= 1.0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
