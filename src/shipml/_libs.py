@@ -18,6 +18,7 @@ _DEFAULTS = {
     "DO_NOT_TRACK": "true",
     "GIT_PYTHON_REFRESH": "quiet",
     "MLFLOW_CONFIGURE_LOGGING": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", ""),
 }
 

@@ -243,6 +243,130 @@ class ServeConfig(_Section):
     )
 
 
+class BuildConfig(_Section):
+    """The serving image (`shipml build`): base, builder, registry, infra validation."""
+
+    builder: Literal["auto", "docker", "podman", "buildah", "none"] = Field(
+        "auto",
+        description="auto: the first of docker, podman, buildah that answers; "
+        "none: `shipml run` skips the build.",
+    )
+    base: str = Field(
+        "docker.io/library/python:3.11-slim-bookworm"
+        "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91",
+        description="Base image with the training run's Python (major.minor), pinned by "
+        "digest: NAME@sha256:HEX.",
+    )
+    base_glibc: str = Field(
+        "2.36", description="glibc of the base image (Debian 12: 2.36); wheels are chosen for it."
+    )
+    arch: Literal["x86_64", "aarch64"] = Field(
+        "x86_64", description="CPU of the image; wheels are chosen for it."
+    )
+    registry: str | None = Field(
+        None,
+        description="Push to this registry (e.g. ghcr.io/acme) after infra validation; "
+        "none keeps the image local.",
+    )
+    repository: str | None = Field(None, description="Image name; default: the model name.")
+    dockerfile: str | None = Field(
+        None,
+        description="Your own Dockerfile (e.g. from `shipml build --eject`); "
+        "default: rendered by shipml at each build.",
+    )
+    port: int = Field(8080, ge=1, le=65535, description="Port the server listens on in the image.")
+    uid: int = Field(10001, ge=1, description="Non-root user id the server runs as.")
+    wheelhouse: str | None = Field(
+        None,
+        description="Take wheels only from this folder (pip --no-index --find-links) "
+        "instead of the package index.",
+    )
+    smoke_test: bool = Field(
+        True,
+        description="Infra validation gate: start the image, wait for /readyz, compare one "
+        "prediction with the in-process one.",
+    )
+    smoke_timeout_s: float = Field(
+        120, gt=0, description="Longest wait for the started image to be ready."
+    )
+
+    @field_validator("base")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        _, _, digest = value.partition("@sha256:")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(
+                f"pin the base image by digest (NAME@sha256:<64 hex>), got {value!r}; "
+                f"find it with `docker buildx imagetools inspect NAME` or `buildah inspect NAME`"
+            )
+        return value
+
+
+class AnalysisConfig(_Section):
+    """Limits a rollout step must stay within; a limit set to null is not checked."""
+
+    interval_s: float = Field(30.0, gt=0, description="Each step is judged over this window.")
+    min_requests: int = Field(
+        100, ge=1, description="Fewer candidate requests in a window: inconclusive, never a pass."
+    )
+    max_inconclusive: int = Field(
+        10, ge=1, description="Windows in a row without a verdict before the step fails."
+    )
+    max_error_rate: float | None = Field(
+        0.01, ge=0, le=1, description="Server errors (5xx) / requests of the candidate."
+    )
+    max_invalid_rate: float | None = Field(
+        0.05, ge=0, le=1, description="Rejected inputs (4xx) / requests of the candidate."
+    )
+    max_p99_ms: float | None = Field(None, ge=0, description="Candidate p99 latency limit.")
+    max_p99_increase_ms: float | None = Field(
+        25.0, ge=0, description="Candidate p99 minus stable's p99, in milliseconds."
+    )
+    max_psi: float | None = Field(
+        0.2, ge=0, description="Score distribution shift against stable (PSI, 10 bins)."
+    )
+    min_agreement: float | None = Field(
+        0.9, ge=0, le=1, description="Shadow: share of decisions equal to stable's."
+    )
+    min_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Accuracy on requests whose labels arrived (/feedback)."
+    )
+    min_scores: int = Field(
+        100, ge=1, description="Scores needed before PSI and agreement are judged."
+    )
+
+
+class DeployConfig(_Section):
+    """Releases (`shipml deploy`): strategy, steps, analysis, and the local target."""
+
+    strategy: Literal["canary", "shadow", "replace"] = Field(
+        "canary",
+        description="canary: traffic steps; shadow: mirror then replace; replace: at once. "
+        "Every step is analysed before the next.",
+    )
+    shadow_first: bool = Field(True, description="canary: mirror traffic before the first step.")
+    steps: list[float] = Field(
+        default_factory=lambda: [5.0, 25.0, 50.0, 100.0],
+        description="canary: the candidate's traffic share (%) at each step; ends at 100.",
+    )
+    analysis: AnalysisConfig = AnalysisConfig()
+    in_run: Literal["first", "never"] = Field(
+        "first",
+        description="`shipml run` starts the local server with the first champion; later "
+        "candidates wait for `shipml deploy` (they need traffic to be judged).",
+    )
+    ready_timeout_s: float = Field(120, gt=0, description="Longest wait for a server to be ready.")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[float]) -> list[float]:
+        if not value or value[-1] != 100 or any(not 0 < w <= 100 for w in value):
+            raise ValueError(f"steps are traffic shares in (0, 100] ending at 100, got {value}")
+        if value != sorted(value):
+            raise ValueError(f"steps must not decrease, got {value}")
+        return value
+
+
 class Config(_Section):
     """shipml.yaml: one section per stage, every field with a default that works locally."""
 
@@ -255,6 +379,8 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    build: BuildConfig = BuildConfig()
+    deploy: DeployConfig = DeployConfig()
 
     @field_validator("project")
     @classmethod
@@ -327,6 +453,16 @@ class Project:
     @property
     def inference_log_dir(self) -> Path:
         return self.state_dir / "inference"
+
+    @property
+    def build_dir(self) -> Path:
+        """Build contexts, records, SBOMs and the wheel cache of `shipml build`."""
+        return self.state_dir / "build"
+
+    @property
+    def deploy_dir(self) -> Path:
+        """The local target's files: server pid/port record, admin token, server log."""
+        return self.state_dir / "deploy"
 
     @property
     def evaluation_reports_dir(self) -> Path:

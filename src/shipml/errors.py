@@ -8,6 +8,8 @@
      ├── TrainingContractError(TypeError) the user's train function breaks the contract (exit 2)
      ├── RegistryError(RuntimeError)    the model registry refused an operation  (exit 2)
      ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
+     ├── BuildError(RuntimeError)       an image cannot be built: builder, wheels, model hash (exit 2)
+     ├── DeployError(RuntimeError)      a deploy target cannot start, load or answer   (exit 2)
      └── GateFailed(RuntimeError)       a gate said no: validation, tests, evaluation (exit 1)
 
 Messages follow one pattern: what happened, the offending value, and how to fix it, e.g.
@@ -19,7 +21,9 @@ never as a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "BuildError",
     "ConfigError",
+    "DeployError",
     "GateFailed",
     "RegistryError",
     "ShipmlError",
@@ -63,6 +67,17 @@ class RegistryError(ShipmlError, RuntimeError):
 
 class StateError(ShipmlError, RuntimeError):
     """The state store cannot be reached, or its records are inconsistent."""
+
+
+class BuildError(ShipmlError, RuntimeError):
+    """An image cannot be built: no usable builder, a wheel the training run did not lock, a
+    model artifact that does not match its recorded hash, or the builder failed (a failed
+    infra validation of a built image is a GateFailed instead)."""
+
+
+class DeployError(ShipmlError, RuntimeError):
+    """A deploy target cannot start a server, load a model or answer (a failed rollout
+    analysis is a GateFailed instead)."""
 
 
 class GateFailed(ShipmlError, RuntimeError):

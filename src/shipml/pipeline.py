@@ -18,7 +18,7 @@ from shipml.errors import GateFailed, UsageError
 from shipml.stages import STAGES, Context
 from shipml.state.store import StateStore
 
-ORDER = ["ingest", "validate", "test", "train", "evaluate", "register"]
+ORDER = ["ingest", "validate", "test", "train", "evaluate", "register", "deploy"]
 
 Event = Callable[[str, str, str], None]  # (stage, "start" | "done" | "failed", message)
 

@@ -248,6 +248,37 @@ def register(ctx: Context, rec: StepRecord) -> str:
     return f"{mv.name} version {mv.version}, alias '{alias}'"
 
 
+def deploy(ctx: Context, rec: StepRecord) -> str:
+    """Serve the first champion locally, or make sure the serving release is up. A later
+    candidate is not released here: a canary is judged on live traffic (`shipml deploy`)."""
+    p = ctx.project
+    rec.inputs = {"in_run": p.config.deploy.in_run}
+    if p.config.deploy.in_run == "never":
+        rec.outputs = {"skipped": True}
+        return "skipped (deploy.in_run: never); release with `shipml deploy`"
+    from shipml.deploy.controller import Controller
+    from shipml.deploy.local import LocalTarget, curl_example
+    from shipml.registry.models import version_for_alias
+
+    target = LocalTarget(p)
+    with timed(rec, "serve"):
+        serving = Controller(p, ctx.store, target).ensure_serving()
+    status = target.status()
+    candidate = version_for_alias(p, p.config.registry.candidate_alias)
+    folder = p.state_dir / "serve" / "models" / p.model_name / str(serving.version)
+    rec.outputs = {
+        "release": serving.id,
+        "version": serving.version,
+        "url": status.url,
+        "curl": curl_example(folder, status.url or ""),
+        "waiting": candidate if candidate != serving.version else None,
+    }
+    waiting = f"; candidate {candidate} waits for `shipml deploy`" if rec.outputs["waiting"] else ""
+    return (
+        f"{p.model_name}:{serving.version} serves at {status.url} (release {serving.id}){waiting}"
+    )
+
+
 STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
     "ingest": ingest,
     "validate": validate,
@@ -255,6 +286,7 @@ STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
     "train": train,
     "evaluate": evaluate,
     "register": register,
+    "deploy": deploy,
 }
 
 
@@ -264,7 +296,8 @@ def timed(rec: StepRecord, key: str) -> Iterator[None]:
 
     Keys name where the time went: pandas, deltalake, great_expectations, pytest (the
     project's tests), user_fit, mlflow, gates (the model's predictions and the metric
-    libraries), matplotlib. Imports happen before these blocks (`preload`), so the timings
+    libraries), matplotlib, serve (starting the server and waiting until it is ready).
+    Imports happen before these blocks (`preload`), so the timings
     measure work and `benchmarks/pipeline` can tell shipml's own overhead from the rest.
     """
     start = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shipml.cli import data, pipeline, project, registry, serve
+from shipml.cli import data, deploy, pipeline, project, registry, serve
 
 app = typer.Typer(
     name="shipml",
@@ -20,6 +20,7 @@ data.register_commands(app)
 registry.register_commands(app)
 project.register_commands(app)
 serve.register_commands(app)
+deploy.register_commands(app)
 
 
 def main() -> None:

@@ -44,6 +44,19 @@ def load(project: Path) -> Project:
     return load_project(project)
 
 
+def for_model(project: Path, model: str) -> Project:
+    """The project, checked to own `model` (commands that name the model take it first)."""
+    from shipml.errors import UsageError
+
+    p = load(project)
+    if model != p.model_name:
+        raise UsageError(
+            f"this project's model is {p.model_name!r}, not {model!r}; "
+            f"pass --project for the project that owns {model!r}"
+        )
+    return p
+
+
 @contextmanager
 def state(project: Project) -> Iterator[StateStore]:
     from shipml.state.store import StateStore

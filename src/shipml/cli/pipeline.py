@@ -27,7 +27,8 @@ def register_commands(app: typer.Typer) -> None:
     ) -> None:
         """Run all stages; stop at the first failed gate.
 
-        The stages, in order: ingest, validate, test, train, evaluate, register.
+        The stages, in order: ingest, validate, test, train, evaluate, register, deploy (the
+        first champion is served locally; later candidates wait for `shipml deploy`).
         """
         from shipml.pipeline import ORDER
 
@@ -134,6 +135,16 @@ def _summary(result: PipelineResult) -> None:
         out.print(gate_table)
     for name, path in result.reports.items():
         out.print(f"{name} report: {path}", markup=False)
+    served = next((s.outputs for s in result.steps if s.stage == "deploy" and s.outputs), {})
+    if served.get("url"):
+        out.print(f"\nserving at {served['url']}; try it:\n{served['curl']}", markup=False)
+        if served.get("waiting"):
+            out.print(
+                f"candidate version {served['waiting']} is registered; release it with "
+                f"`shipml deploy` (shadow, canary steps, analysis on live traffic)",
+                markup=False,
+            )
+        out.print("stop the server with `shipml down`", markup=False)
     if result.failure is not None:
         err = console(stderr=True)
         err.print(Text(f"{result.failure.stage} gate failed:", "bold red"))

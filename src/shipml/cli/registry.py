@@ -1,16 +1,13 @@
-"""Registry commands: `promote`, `registry versions | history`, `lineage`."""
+"""Registry commands: `registry versions | history`, `lineage`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load, state
-
-if TYPE_CHECKING:
-    from shipml.config import Project
+from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, for_model, load, state
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -18,32 +15,6 @@ def register_commands(app: typer.Typer) -> None:
         help="The MLflow Model Registry: versions and alias history.", no_args_is_help=True
     )
     app.add_typer(reg, name="registry")
-
-    @app.command()
-    def promote(
-        model: Annotated[str, typer.Argument(help="Registered model name.")],
-        version: Annotated[int, typer.Argument(help="The version to make champion.")],
-        reason: Annotated[
-            str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")
-        ] = "manual promotion",
-        project: ProjectOpt = Path("."),
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Make a version champion (recorded: who, when, why)."""
-        from shipml.registry.models import promote as promote_version
-
-        with errors(as_json):
-            p = _for_model(project, model)
-            with state(p) as store:
-                previous = promote_version(p, store, version, reason=reason)
-        alias = p.config.registry.champion_alias
-        emit(
-            as_json,
-            {"model": model, "alias": alias, "version": version, "previous": previous},
-            lambda: console().print(
-                f"{model}@{alias}: {previous or '-'} -> {version}", markup=False
-            ),
-        )
 
     @reg.command("versions")
     def versions(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
@@ -78,7 +49,7 @@ def register_commands(app: typer.Typer) -> None:
         from shipml.registry.models import alias_history
 
         with errors(as_json):
-            p = _for_model(project, model)
+            p = for_model(project, model)
             with state(p) as store:
                 spans = alias_history(p, store)
         table = Table("alias", "version", "since", "until", "by", "reason")
@@ -100,7 +71,7 @@ def register_commands(app: typer.Typer) -> None:
             name, _, version = ref.rpartition(":")
             if not name or not version.isdigit():
                 raise UsageError(f"expected MODEL:VERSION such as credit:3, got {ref!r}")
-            p = _for_model(project, name)
+            p = for_model(project, name)
             with state(p) as store:
                 chain = read_lineage(store, name, int(version))
 
@@ -111,15 +82,3 @@ def register_commands(app: typer.Typer) -> None:
                 out.print(f"{arrow}{link.stage:<10} {link.label}  {link.hash or ''}", markup=False)
 
         emit(as_json, [link.__dict__ for link in chain], render)
-
-
-def _for_model(project_path: Path, model: str) -> Project:
-    from shipml.errors import UsageError
-
-    p = load(project_path)
-    if model != p.model_name:
-        raise UsageError(
-            f"this project's model is {p.model_name!r}, not {model!r}; "
-            f"pass --project for the project that owns {model!r}"
-        )
-    return p

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,14 @@ def register_commands(app: typer.Typer) -> None:
         workers: Annotated[
             int | None, typer.Option(help="Worker processes (serve.workers).")
         ] = None,
+        model_name: Annotated[
+            str | None,
+            typer.Option(help="Name a model folder is served under (default: from MLmodel)."),
+        ] = None,
+        model_version: Annotated[
+            str | None,
+            typer.Option(help="Version label of a model folder (default: local)."),
+        ] = None,
     ) -> None:
         """Serve a model over HTTP (MLflow and Open Inference Protocol)."""
         from shipml.config import CONFIG_FILE, load_project
@@ -32,6 +41,14 @@ def register_commands(app: typer.Typer) -> None:
             found = project / CONFIG_FILE if project.is_dir() else project
             p = load_project(project) if found.exists() else None
             spec = build_spec(model, p)
+        if model_name or model_version:
+            first = spec.variants[0]
+            named = replace(
+                first,
+                model_name=model_name or first.model_name,
+                version=model_version or first.version,
+            )
+            spec = replace(spec, variants=[named, *spec.variants[1:]])
         cfg = p.config.serve if p else None
         host = host or (cfg.host if cfg else "127.0.0.1")
         port = port if port is not None else (cfg.port if cfg else 8080)

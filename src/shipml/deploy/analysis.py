@@ -33,17 +33,27 @@ __all__ = [
     "accuracy",
     "agreement",
     "analyse",
+    "binned_psi",
     "delta",
     "paired",
     "parse_metrics",
     "psi",
+    "shadow_agreement",
 ]
 
 Status = Literal["pass", "fail", "inconclusive"]
 K = TypeVar("K", str, float)
 _EPS = 1e-6  # share given to an empty PSI bin, so that log(0) never happens
 _NAN = float("nan")
-_COUNTERS = ("prediction_requests", "inference_errors", "predictions", "prediction_latency_seconds")
+_COUNTERS = (
+    "prediction_requests",
+    "inference_errors",
+    "predictions",
+    "prediction_latency_seconds",
+    "prediction_scores",
+    "shadow_decisions",
+)
+SCORE_BINS = 10
 _CREATED = frozenset(f"{name}_created" for name in _COUNTERS)
 
 
@@ -62,6 +72,9 @@ class VariantStats:
     buckets: tuple[tuple[float, float], ...] = ()
     started: float | None = None
     reset: bool = False
+    scores: tuple[float, ...] = ()  # count of predicted probabilities per tenth of [0, 1]
+    agreed: float = 0.0  # shadow rows whose decision equals stable's...
+    compared: float = 0.0  # ...out of this many
 
     @property
     def total_requests(self) -> float:
@@ -123,6 +136,10 @@ def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats
             _add(errors, labels.get("reason", "unknown"), s.value)
         elif name == "prediction_latency_seconds_bucket":
             _add(buckets, float(labels["le"]), s.value)
+        elif name == "prediction_scores_total":
+            _add(counts, f"bin{labels.get('bin', '?')}", s.value)
+        elif name == "shadow_decisions_total":
+            _add(counts, "agreed" if labels.get("agrees") == "true" else "disagreed", s.value)
     return {
         variant: VariantStats(
             {k: v for k, v in counts.items() if k.endswith("xx")},
@@ -130,6 +147,9 @@ def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats
             counts.get("predictions", 0.0),
             tuple(sorted(buckets.items())),
             min(created, default=None),
+            scores=tuple(counts.get(f"bin{i}", 0.0) for i in range(SCORE_BINS)),
+            agreed=counts.get("agreed", 0.0),
+            compared=counts.get("agreed", 0.0) + counts.get("disagreed", 0.0),
         )
         for variant, (counts, errors, buckets, created) in sorted(acc.items())
     }
@@ -143,10 +163,35 @@ def delta(after: VariantStats, before: VariantStats) -> VariantStats:
     buckets = _sub(dict(after.buckets), dict(before.buckets))
     predictions = after.predictions - before.predictions
     restarted = None not in (after.started, before.started) and after.started != before.started
-    bad = predictions < 0 or restarted or after.reset or before.reset
-    if requests is None or errors is None or buckets is None or bad:
+    scores = _sub(dict(enumerate(after.scores)), dict(enumerate(before.scores)))
+    agreed, compared = after.agreed - before.agreed, after.compared - before.compared
+    bad = predictions < 0 or agreed < 0 or compared < 0 or restarted or after.reset or before.reset
+    if requests is None or errors is None or buckets is None or scores is None or bad:
         return VariantStats(reset=True)
-    return VariantStats(requests, errors, predictions, tuple(sorted(buckets.items())))
+    return VariantStats(
+        requests,
+        errors,
+        predictions,
+        tuple(sorted(buckets.items())),
+        scores=tuple(scores[i] for i in sorted(scores)),
+        agreed=agreed,
+        compared=compared,
+    )
+
+
+def binned_psi(reference: VariantStats, candidate: VariantStats, min_scores: int = 1) -> float:
+    """PSI between two variants' score histograms (tenths of [0, 1]); NaN when either side
+    has fewer than `min_scores` scores."""
+    ref, cand = _floats(reference.scores), _floats(candidate.scores)
+    if ref.size != cand.size or ref.sum() < max(min_scores, 1) or cand.sum() < max(min_scores, 1):
+        return _NAN
+    r, c = (np.maximum(x / x.sum(), _EPS) for x in (ref, cand))
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def shadow_agreement(shadow: VariantStats, min_scores: int = 1) -> float:
+    """Share of shadow decisions equal to stable's; NaN below `min_scores` compared rows."""
+    return shadow.agreed / shadow.compared if shadow.compared >= max(min_scores, 1) else _NAN
 
 
 def psi(reference: npt.ArrayLike, candidate: npt.ArrayLike, bins: int = 10) -> float:
@@ -203,6 +248,8 @@ class Thresholds:
     min_agreement: float | None = None
     min_accuracy: float | None = None
     min_requests: int = 100
+    max_p99_increase_ms: float | None = None  # candidate p99 minus stable's
+    min_scores: int = 100  # scores needed before PSI and agreement are judged
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -248,6 +295,7 @@ def analyse(
     present, so a verdict never passes on too little traffic. Score metrics are taken as given:
     the caller decides how many logged rows they need."""
     t, n, p99 = thresholds, candidate.total_requests, candidate.latency_quantile(0.99) * 1000
+    stable_p99 = stable.latency_quantile(0.99) * 1000 if stable is not None else _NAN
     notes = ["", "", ""]
     if stable is not None:
         ref = stable.latency_quantile(0.99) * 1000
@@ -265,6 +313,14 @@ def analyse(
         counted("error_rate", candidate.error_rate, t.max_error_rate, n, notes[0] + _top(errors)),
         counted("invalid_rate", candidate.invalid_rate, t.max_invalid_rate, n, notes[1]),
         counted("latency_p99", p99, t.max_p99_ms, candidate.observations, notes[2], " ms"),
+        counted(
+            "latency_p99_increase",
+            p99 - stable_p99,
+            t.max_p99_increase_ms,
+            min(candidate.observations, stable.observations if stable else 0.0),
+            "",
+            " ms",
+        ),
         _judge("psi", psi, t.max_psi),
         _judge("agreement", agreement, t.min_agreement, upper=False),
         _judge("accuracy", accuracy, t.min_accuracy, upper=False),
@@ -279,6 +335,7 @@ _LABELS = {
     "error_rate": "error rate",
     "invalid_rate": "invalid-input rate",
     "latency_p99": "p99 latency",
+    "latency_p99_increase": "p99 latency above stable's",
     "psi": "score PSI",
     "agreement": "agreement with stable",
 }

@@ -285,9 +285,7 @@ class App:
         try:
             proba = await asyncio.wait_for(variant.batcher.predict(batch), self.timeout_s)
         except (TimeoutError, Overloaded, ModelError) as exc:
-            status, code = {TimeoutError: (504, "timeout"), Overloaded: (503, "overloaded")}.get(
-                type(exc), (500, "model_error")
-            )
+            status, code = _failure(exc)
             self.metrics.errors.labels(*labels, code).inc()
             self.metrics.requests.labels(*labels, str(status)).inc()
             message = str(exc) or f"no answer within {self.config.timeout_ms:g} ms"
@@ -319,24 +317,40 @@ class App:
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
         self.metrics.predictions.labels(*labels).inc(batch.rows)
         self.metrics.requests.labels(*labels, "200").inc()
+        self.metrics.observe_scores(labels, proba)
         if self.inference_log is not None:
             self.inference_log.record(
                 request_id, variant.name, variant.model.version, batch.columns, proba
             )
         for shadow in routing.shadows:
-            self._spawn(self._shadow(shadow, batch, request_id))
+            self._spawn(self._shadow(shadow, batch, request_id, proba))
 
-    async def _shadow(self, variant: Variant, batch: Batch, request_id: str) -> None:
-        """A copy of a served request: predicted and logged, never returned."""
+    async def _shadow(
+        self, variant: Variant, batch: Batch, request_id: str, answered: np.ndarray
+    ) -> None:
+        """A copy of a served request: predicted, counted and logged, never returned. Its
+        requests are counted with the status it would have had, and its decisions are
+        compared with those of the answer actually given."""
         labels = (variant.model.name, variant.model.version, variant.name)
         start = time.perf_counter()
         try:
             proba = await asyncio.wait_for(variant.batcher.predict(batch), self.timeout_s)
         except (TimeoutError, Overloaded, ModelError) as exc:
-            self.metrics.errors.labels(*labels, type(exc).__name__.lower()).inc()
+            status, code = _failure(exc)
+            self.metrics.errors.labels(*labels, code).inc()
+            self.metrics.requests.labels(*labels, str(status)).inc()
             return
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
         self.metrics.predictions.labels(*labels).inc(batch.rows)
+        self.metrics.requests.labels(*labels, "200").inc()
+        self.metrics.observe_scores(labels, proba)
+        cut = float(variant.model.metadata.get("decision_threshold", 0.5))
+        agree = int(np.count_nonzero((proba >= cut) == (answered >= cut)))
+        decisions = self.metrics.shadow_decisions
+        if agree:
+            decisions.labels(*labels, "true").inc(agree)
+        if agree < len(proba):
+            decisions.labels(*labels, "false").inc(len(proba) - agree)
         if self.inference_log is not None:
             self.inference_log.record(
                 request_id, variant.name, variant.model.version, batch.columns, proba
@@ -368,6 +382,13 @@ class App:
         for item in items:
             self.feedback_log.record(item["request_id"], item["label"])
         await respond(send, 202, orjson.dumps({"accepted": len(items)}))
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The status and error code of a prediction that got no answer."""
+    return {TimeoutError: (504, "timeout"), Overloaded: (503, "overloaded")}.get(
+        type(exc), (500, "model_error")
+    )
 
 
 def warmup_batch(model: ServedModel) -> Batch:

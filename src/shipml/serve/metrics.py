@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABELS = ("model", "version", "variant")
+_BINS = tuple(str(i) for i in range(10))
 
 
 class Metrics:
@@ -42,6 +45,19 @@ class Metrics:
             (*LABELS, "reason"),
             registry=reg,
         )
+        self.scores = Counter(
+            "prediction_scores",
+            "Predicted probabilities by tenth of [0, 1] (bin 0 is [0, 0.1)): the score "
+            "distribution that rollout analysis compares between variants.",
+            (*LABELS, "bin"),
+            registry=reg,
+        )
+        self.shadow_decisions = Counter(
+            "shadow_decisions",
+            "Shadow rows whose decision agrees with that of the variant that answered, or not.",
+            (*LABELS, "agrees"),
+            registry=reg,
+        )
         gauge_mode: dict[str, Any] = {"multiprocess_mode": "livemax"} if self.multiprocess else {}
         self.info = Gauge(
             "model_info",
@@ -50,6 +66,11 @@ class Metrics:
             registry=reg,
             **gauge_mode,
         )
+
+    def observe_scores(self, labels: tuple[str, str, str], proba: np.ndarray) -> None:
+        counts = np.bincount(np.clip((proba * 10).astype(np.int64), 0, 9), minlength=10)
+        for i in np.flatnonzero(counts):
+            self.scores.labels(*labels, _BINS[i]).inc(int(counts[i]))
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -55,3 +55,38 @@ audit_head = Table(
     Column("count", Integer, nullable=False),
     Column("hash", String(80), nullable=False),
 )
+
+# A release: one attempt to put a model version into service, and how it ended.
+# status: in_progress | promoted | rejected (failed its analysis) | aborted (rolled back by hand
+# or after a crash). The serving release is the newest promoted one.
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("previous_version", Integer),
+    Column("snapshot", String(200)),
+    Column("kind", String(16), nullable=False),  # initial | deploy | rollback | promote
+    Column("strategy", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("steps", Text, nullable=False),  # JSON list: "shadow" or a traffic share
+    Column("analyses", Text, nullable=False),  # JSON list of verdicts, one per window
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+)
+
+# At most one holder per name; a second deploy finds the row and is refused.
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("acquired_at", String(32), nullable=False),
+)

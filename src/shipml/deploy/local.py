@@ -1,0 +1,324 @@
+"""The local target: one supervised `shipml serve` process, driven through its admin API.
+
+Files under `.shipml/deploy/`: `server.json` (pid, port, URL, start time), `admin.token`
+(random, mode 0600, handed to the server in its environment, never on a command line or in a
+log), `server.log` (the server's stdout and stderr). The process runs in its own session, so
+it outlives the command that started it, and `stop()` (`shipml down`) ends it with SIGTERM:
+in-flight requests finish and the inference log is flushed.
+
+Models are resolved to local folders by the controller, which already talks to the registry,
+so the server never imports MLflow and starts in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipml.config import Project
+from shipml.deploy.target import STABLE, ModelRef, TargetStatus, VariantState
+from shipml.errors import DeployError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["LocalTarget"]
+
+_TAIL = 30  # log lines shown when the server fails
+
+
+@dataclass
+class LocalTarget:
+    project: Project
+    kind: str = "local"
+
+    @property
+    def dir(self) -> Path:
+        return self.project.deploy_dir
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "server.log"
+
+    # ---- Target ------------------------------------------------------------------------
+
+    def start(self, stable: ModelRef) -> None:
+        if self._alive():
+            self.load(STABLE, stable, shadow=False)
+            self.set_weights({STABLE: 100.0})
+            for v in self.status().variants:
+                if v.name != STABLE:
+                    self.remove(v.name)
+            return
+        self._spawn(stable)
+
+    def load(self, variant: str, model: ModelRef, *, shadow: bool) -> None:
+        current = self.status().variant(variant)
+        if current and current.version == model.version and current.shadow == shadow:
+            return
+        weight = 100.0 if variant == STABLE else 0.0
+        if current is not None and not shadow:
+            weight = current.weight  # a replaced variant keeps its traffic
+        self._admin(
+            "POST",
+            "/admin/variants",
+            {
+                "name": variant,
+                "model": str(model.path),
+                "model_name": model.name,
+                "version": str(model.version),
+                "weight": weight,
+                "shadow": shadow,
+            },
+        )
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        self._admin("PUT", "/admin/weights", {"weights": weights})
+
+    def remove(self, variant: str) -> None:
+        if self.status().variant(variant) is not None:
+            self._admin("DELETE", f"/admin/variants/{variant}")
+
+    def metrics(self) -> str:
+        return self._get("/metrics").decode()
+
+    def labelled(self, variant: str, since: float) -> pd.DataFrame:
+        import pandas as pd
+
+        from shipml.serve.inference_log import read_feedback, read_log
+
+        logged = read_log(self.project.inference_log_dir, self.project.model_name)
+        labels = read_feedback(self.project.inference_log_dir, self.project.model_name)
+        start = pd.Timestamp(since, unit="s", tz="UTC")
+        mine = logged[(logged["variant"] == variant) & (logged["timestamp"] >= start)]
+        first_rows = mine[mine["row"] == 0][["request_id", "output"]]  # one label per request
+        latest = labels.drop_duplicates("request_id", keep="last")[["request_id", "label"]]
+        return first_rows.merge(latest, on="request_id")[["output", "label"]]
+
+    def status(self) -> TargetStatus:
+        record = self._record()
+        if record is None:
+            return TargetStatus(False, False, None, detail="not started (no server.json)")
+        facts = {"pid": record["pid"], "log": str(self.log_file), "since": record["started_at"]}
+        if not _pid_alive(record["pid"]):
+            return TargetStatus(
+                False, False, record["url"], detail="the server process is gone", facts=facts
+            )
+        try:
+            ready = self._status_code("/readyz") == 200
+            data = json.loads(self._admin("GET", "/admin/variants"))
+        except DeployError as exc:
+            return TargetStatus(True, False, record["url"], detail=str(exc), facts=facts)
+        variants = tuple(
+            VariantState(
+                v["name"],
+                int(v["version"]) if str(v["version"]).isdigit() else None,
+                float(v["weight"]),
+                bool(v["shadow"]),
+            )
+            for v in data["variants"]
+        )
+        return TargetStatus(True, ready, record["url"], variants, "", facts)
+
+    def stop(self) -> None:
+        record = self._record()
+        if record is None:
+            return
+        pid = int(record["pid"])
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 40
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        (self.dir / "server.json").unlink(missing_ok=True)
+
+    # ---- the process -------------------------------------------------------------------
+
+    def _spawn(self, stable: ModelRef) -> None:
+        cfg = self.project.config.serve
+        if cfg.workers > 1:
+            raise DeployError(
+                f"the local target needs serve.workers: 1 (got {cfg.workers}): variants are "
+                f"changed through the admin API, which one worker process cannot pass on"
+            )
+        port = cfg.port or _free_port(cfg.host)
+        if not _port_free(cfg.host, port):
+            raise DeployError(
+                f"port {port} on {cfg.host} is already in use; stop what holds it, or set "
+                f"serve.port (0 picks a free one)"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        token_file = self.dir / "admin.token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token)
+        command = [
+            sys.executable, "-m", "shipml", "serve", str(stable.path),
+            "--project", str(self.project.root),
+            "--host", cfg.host, "--port", str(port),
+            "--model-name", stable.name, "--model-version", str(stable.version),
+        ]  # fmt: skip
+        env = {**os.environ, cfg.admin_token_env: token, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.project.root,
+                start_new_session=True,  # outlives this command; stopped by `shipml down`
+            )
+        host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else cfg.host
+        record = {
+            "pid": process.pid,
+            "port": port,
+            "url": f"http://{host}:{port}",
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (self.dir / "server.json").write_text(json.dumps(record))
+        self._wait_ready(process)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + self.project.config.deploy.ready_timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                (self.dir / "server.json").unlink(missing_ok=True)
+                raise DeployError(
+                    f"the server exited with code {process.returncode} before it was ready; "
+                    f"last lines of {self.log_file}:\n{self.log_tail()}"
+                )
+            try:
+                if self._status_code("/readyz") == 200:
+                    return
+            except DeployError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise DeployError(
+            f"the server was not ready within {self.project.config.deploy.ready_timeout_s:g} s "
+            f"(deploy.ready_timeout_s); last lines of {self.log_file}:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = _TAIL) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _alive(self) -> bool:
+        record = self._record()
+        return record is not None and _pid_alive(record["pid"])
+
+    def _record(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.dir / "server.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    # ---- HTTP --------------------------------------------------------------------------
+
+    def _url(self) -> str:
+        record = self._record()
+        if record is None:
+            raise DeployError("no local server is running; start one with `shipml deploy`")
+        return str(record["url"])
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> bytes:
+        token = (self.dir / "admin.token").read_text().strip()
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self._url() + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        return self._send(request, timeout=120)
+
+    def _get(self, path: str) -> bytes:
+        return self._send(urllib.request.Request(self._url() + path), timeout=10)
+
+    def _status_code(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self._url() + path, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeployError(f"the local server does not answer: {exc}") from None
+
+    def _send(self, request: urllib.request.Request, *, timeout: float) -> bytes:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise DeployError(
+                f"the local server refused {request.get_method()} {request.selector}: "
+                f"{exc.code} {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeployError(
+                f"the local server does not answer {request.get_method()} {request.selector}: "
+                f"{exc}; see {self.log_file}"
+            ) from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def curl_example(model_dir: Path, url: str) -> str:
+    """A `curl` command that gets a prediction for the first row of the model's own input
+    example (MLflow's serving_input_example.json), so it works as printed."""
+    import shlex
+
+    try:
+        example = json.loads((model_dir / "serving_input_example.json").read_text())
+        split = example["dataframe_split"]
+        body = {"dataframe_split": {"columns": split["columns"], "data": split["data"][:1]}}
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"curl -s {url}/v2/models  # (this model folder has no input example)"
+    payload = json.dumps(body, separators=(",", ":"))
+    return (
+        f"curl -s {url}/invocations -H 'Content-Type: application/json' -d {shlex.quote(payload)}"
+    )
