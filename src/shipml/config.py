@@ -319,8 +319,11 @@ class AnalysisConfig(_Section):
         0.05, ge=0, le=1, description="Rejected inputs (4xx) / requests of the candidate."
     )
     max_p99_ms: float | None = Field(None, ge=0, description="Candidate p99 latency limit.")
-    max_p99_increase_ms: float | None = Field(
-        25.0, ge=0, description="Candidate p99 minus stable's p99, in milliseconds."
+    max_p50_increase_ms: float | None = Field(
+        25.0,
+        ge=0,
+        description="Candidate median latency minus stable's, in ms (regression check; "
+        "robust where a short window's p99 is not).",
     )
     max_psi: float | None = Field(
         0.2, ge=0, description="Score distribution shift against stable (PSI, 10 bins)."

@@ -270,13 +270,12 @@ class Controller:
 
     def _run(self, release: Release) -> Release:
         candidate = self._model(release.version)
-        baseline = self._scrape()  # stable's reference since the release started
         for index in range(release.step, len(release.steps)):
             release = self.releases.advance(release, index)
             step = release.steps[index]
             self._apply(step, candidate)
             self.say(f"step {index + 1}/{len(release.steps)}: {_describe(step)}")
-            verdict = self._judge(release, step, baseline)
+            verdict = self._judge(release, step)
             if verdict.status != "pass":
                 return self._reject(release, step, verdict)
         release = self.releases.advance(release, len(release.steps))
@@ -291,16 +290,14 @@ class Controller:
         self.target.set_weights({STABLE: 100.0 - share, CANARY: share})
         self.target.remove(SHADOW)
 
-    def _judge(
-        self, release: Release, step: Step, baseline: dict[str, an.VariantStats]
-    ) -> an.Verdict:
+    def _judge(self, release: Release, step: Step) -> an.Verdict:
         cfg = self.project.config.deploy.analysis
         name = SHADOW if step == SHADOW else CANARY
         thresholds = an.Thresholds(
             max_error_rate=cfg.max_error_rate,
             max_invalid_rate=cfg.max_invalid_rate,
             max_p99_ms=cfg.max_p99_ms,
-            max_p99_increase_ms=cfg.max_p99_increase_ms,
+            max_p50_increase_ms=cfg.max_p50_increase_ms,
             max_psi=cfg.max_psi,
             min_agreement=cfg.min_agreement if step == SHADOW else None,
             min_accuracy=cfg.min_accuracy,
@@ -313,17 +310,17 @@ class Controller:
             self.sleep(cfg.interval_s)
             after = self._scrape()
             window = an.delta(after.get(name, _NONE), before.get(name, _NONE))
-            # stable over the same window, where it still has traffic (the machine's load
-            # changes); over the whole release otherwise, and always for score distributions
-            since_start = an.delta(after.get(STABLE, _NONE), baseline.get(STABLE, _NONE))
-            reference = an.delta(after.get(STABLE, _NONE), before.get(STABLE, _NONE))
+            # stable over the same window while it still has traffic (the machine's load
+            # changes); over its whole life otherwise (at 100%), and always for the scores
+            everything = after.get(STABLE, _NONE)
+            reference = an.delta(everything, before.get(STABLE, _NONE))
             if reference.total_requests < cfg.min_requests:
-                reference = since_start
+                reference = everything
             verdict = an.analyse(
                 window,
                 reference,
                 thresholds,
-                psi=an.binned_psi(since_start, window, cfg.min_scores),
+                psi=an.binned_psi(everything, window, cfg.min_scores),
                 agreement=an.shadow_agreement(window, cfg.min_scores) if step == SHADOW else None,
                 accuracy=self._accuracy(name, started, cfg.min_scores),
             )

@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Fine between 5 and 100 ms, where a model's latency lives: quantiles are interpolated within
+# a bucket, so wide buckets there would blur a rollout's latency comparison.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
+    0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 LABELS = ("model", "version", "variant")
 _BINS = tuple(str(i) for i in range(10))
 

@@ -13,10 +13,12 @@ from shipml.deploy.analysis import (
     accuracy,
     agreement,
     analyse,
+    binned_psi,
     delta,
     paired,
     parse_metrics,
     psi,
+    shadow_agreement,
 )
 from shipml.errors import SourceError, UsageError
 from shipml.serve.metrics import LATENCY_BUCKETS, Metrics
@@ -151,10 +153,10 @@ def test_restart_is_detected_by_created_time_even_when_counters_grew() -> None:
 def test_p99_interpolates_within_the_bucket_like_histogram_quantile() -> None:
     m = Metrics()
     serve(m, "canary", 90, latency=0.003)  # bucket (0.0025, 0.005]
-    serve(m, "canary", 10, latency=0.07)  # bucket (0.05, 0.1]
+    serve(m, "canary", 10, latency=0.07)  # bucket (0.05, 0.075]
     s = scrape(m)["canary"]
-    # rank 99 of 100: 9 of the 10 observations into (0.05, 0.1] -> 0.05 + 0.05 * 9/10
-    assert s.latency_quantile(0.99) == pytest.approx(0.095)
+    # rank 99 of 100: 9 of the 10 observations into (0.05, 0.075] -> 0.05 + 0.025 * 9/10
+    assert s.latency_quantile(0.99) == pytest.approx(0.0725)
     # rank 50: 50 of the 90 observations into (0.0025, 0.005]
     assert s.latency_quantile(0.5) == pytest.approx(0.0025 + 0.0025 * 50 / 90)
 
@@ -237,7 +239,7 @@ def test_paired_lines_up_two_variants_by_request_and_row() -> None:
 CASES = [  # (stats, metric kwargs, threshold name, failing limit, passing limit, value)
     (dict(ok=950, e5=50), {}, "max_error_rate", 0.01, 0.1, 0.05),
     (dict(ok=900, e4=100), {}, "max_invalid_rate", 0.05, 0.2, 0.1),
-    (dict(latency=0.07), {}, "max_p99_ms", 50.0, 200.0, 99.5),
+    (dict(latency=0.07), {}, "max_p99_ms", 50.0, 200.0, 74.75),
     ({}, {"psi": 0.3}, "max_psi", 0.2, 0.5, 0.3),
     ({}, {"agreement": 0.9}, "min_agreement", 0.95, 0.85, 0.9),
     ({}, {"accuracy": 0.8}, "min_accuracy", 0.9, 0.7, 0.8),
@@ -264,7 +266,7 @@ def test_detail_is_one_readable_line_with_stable_for_comparison() -> None:
     )
     latency = run(stats(latency=0.07), stats(latency=0.003), max_p99_ms=50)
     assert latency.checks[1].detail == (
-        "p99 latency 99.5 ms > max 50.0 ms over 1000 requests (stable 5.0 ms, +94.5 ms)"
+        "p99 latency 74.8 ms > max 50.0 ms over 1000 requests (stable 5.0 ms, +69.8 ms)"
     )
 
 
@@ -323,3 +325,49 @@ def test_verdict_never_passes_on_nan_missing_or_too_few_requests(
         assert verdict.status == "inconclusive"
     else:
         assert verdict.status == "pass"
+
+
+# --- score histograms, shadow agreement and the median check (what the server exports) --------
+
+
+def test_score_bins_and_shadow_decisions_are_parsed_and_differenced() -> None:
+    m = Metrics()
+    labels = ("credit", "2", "shadow")
+    m.observe_scores(labels, np.array([0.05, 0.15, 0.15, 0.95, 1.0]))
+    m.shadow_decisions.labels(*labels, "true").inc(9)
+    m.shadow_decisions.labels(*labels, "false").inc(1)
+    before = scrape(m)["shadow"]
+    assert before.scores == (1.0, 2.0, 0, 0, 0, 0, 0, 0, 0, 2.0)  # 1.0 goes in the last bin
+    assert (before.agreed, before.compared) == (9.0, 10.0)
+    m.observe_scores(labels, np.array([0.55]))
+    m.shadow_decisions.labels(*labels, "false").inc(10)
+    window = delta(scrape(m)["shadow"], before)
+    assert window.scores[5] == 1.0 and sum(window.scores) == 1.0
+    assert (window.agreed, window.compared) == (0.0, 10.0)
+
+
+def test_binned_psi_is_zero_for_equal_shapes_large_for_shifted_and_nan_below_min() -> None:
+    def scores(*counts: float) -> VariantStats:
+        return VariantStats(scores=tuple(counts))
+
+    even = scores(*[10.0] * 10)
+    assert binned_psi(even, scores(*[30.0] * 10)) == pytest.approx(0.0)
+    shifted = scores(*[0.0] * 5, *[20.0] * 5)
+    assert binned_psi(even, shifted) > 1.0
+    assert math.isnan(binned_psi(even, scores(*[1.0] * 10), min_scores=50))
+
+
+def test_shadow_agreement_needs_enough_compared_rows() -> None:
+    assert shadow_agreement(VariantStats(agreed=95, compared=100)) == pytest.approx(0.95)
+    assert math.isnan(shadow_agreement(VariantStats(agreed=5, compared=5), min_scores=10))
+
+
+def test_median_increase_fails_a_slower_candidate_and_passes_an_equal_one() -> None:
+    stable = stats(latency=0.012)
+    slow = run(stats(latency=0.065), stable, max_p50_increase_ms=25)
+    assert slow.status == "fail"
+    [check] = [c for c in slow.checks if c.name == "latency_p50_increase"]
+    assert check.value == pytest.approx(47.5, abs=5) and check.limit == 25
+    assert run(stats(latency=0.012), stable, max_p50_increase_ms=25).status == "pass"
+    alone = run(stats(latency=0.012), None, max_p50_increase_ms=25)
+    assert alone.status == "inconclusive"  # nothing to compare with is never a pass
