@@ -49,6 +49,11 @@ def shipml(project: Path, *args: str, env: dict[str, str] | None = None) -> Resu
             **os.environ,
             "SHIPML_ACTOR": "e2e-tests",
             "SHIPML_NETWORK_LOG": str(log),
+            # no test binds the default port 8080, and only the tests that mean to leave
+            # a server running after `shipml run` do so (they stop it with `shipml down`)
+            "SHIPML_SERVE__PORT": "0",
+            "SHIPML_DEPLOY__IN_RUN": "never",
+            "SHIPML_BUILD__BUILDER": "none",  # images are built in tests/integration/build
             **(env or {}),
         },
         stdin=subprocess.DEVNULL,

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sqlite3
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from shipml.pipeline import ORDER
 from tests.e2e.conftest import Result, copy_project, shipml
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def credit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result, Result]:
-    """The credit example run twice on unchanged data."""
+def credit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Result, Result]]:
+    """The credit example run twice on unchanged data, as `make demo` runs it: the first run
+    ends with version 1 served locally; the server is stopped when the module is done."""
     project = copy_project("credit", tmp_path_factory.mktemp("e2e"))
-    first = shipml(project, "run", "--json")
-    assert first.code == 0, first.stdout + first.stderr
-    second = shipml(project, "run", "--json")
-    assert second.code == 0, second.stdout + second.stderr
-    return project, first, second
+    try:
+        first = shipml(project, "run", "--json", env=SERVING)
+        assert first.code == 0, first.stdout + first.stderr
+        second = shipml(project, "run", "--json", env=SERVING)
+        assert second.code == 0, second.stdout + second.stderr
+        yield project, first, second
+    finally:
+        assert shipml(project, "down").code == 0
+        assert not (project / ".shipml" / "deploy" / "server.json").exists()
+
+
+SERVING = {"SHIPML_DEPLOY__IN_RUN": "first"}
 
 
 def steps(result: Result) -> dict[str, dict]:
@@ -31,7 +44,7 @@ def steps(result: Result) -> dict[str, dict]:
 def test_first_run_registers_a_candidate(credit: tuple[Path, Result, Result]) -> None:
     project, first, _ = credit
     s = steps(first)
-    assert list(s) == ["ingest", "validate", "test", "train", "evaluate", "register"]
+    assert list(s) == ORDER
     assert all(step["status"] == "done" for step in s.values())
     assert s["ingest"]["outputs"]["created"] is True
     assert s["register"]["outputs"] == {
@@ -75,16 +88,40 @@ def test_summary_for_people(credit: tuple[Path, Result, Result]) -> None:
     assert out.code == 0 and "snapshot" in out.stdout and "credit@0" in out.stdout
 
 
-def test_promote_records_alias_history_and_audit(credit: tuple[Path, Result, Result]) -> None:
+def test_the_first_run_serves_the_model_and_its_curl_example_works(
+    credit: tuple[Path, Result, Result],
+) -> None:
+    project, first, second = credit
+    deployed = steps(first)["deploy"]["outputs"]
+    assert deployed["version"] == 1 and deployed["url"].startswith("http://127.0.0.1:")
+    # the printed command, sent as curl would send it
+    words = shlex.split(deployed["curl"])
+    url, body = words[2], words[words.index("-d") + 1]
+    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        [probability] = json.loads(response.read())["predictions"]
+    assert 0.0 <= probability <= 1.0
+    # the second run registered version 2, which waits for `shipml deploy`
+    again = steps(second)["deploy"]["outputs"]
+    assert (again["version"], again["waiting"], again["url"]) == (1, 2, deployed["url"])
+    status = shipml(project, "status", "--json").json
+    assert status["target"]["ready"] is True
+    assert status["aliases"] == {"champion": 1, "candidate": 2}
+    assert [(v["name"], v["version"]) for v in status["target"]["variants"]] == [("stable", 1)]
+
+
+def test_promote_moves_traffic_and_alias_and_records_both(
+    credit: tuple[Path, Result, Result],
+) -> None:
     project, _, _ = credit
-    assert shipml(project, "promote", "credit", "1", "--reason", "first release").code == 0
     assert shipml(project, "promote", "credit", "2", "--reason", "retrained").code == 0
+    status = shipml(project, "status", "--json").json
+    assert [(v["name"], v["version"]) for v in status["target"]["variants"]] == [("stable", 2)]
+    assert status["serving_release"]["kind"] == "promote"
     history = shipml(project, "registry", "history", "credit", "--json").json
     champion = [h for h in history if h["alias"] == "champion"]
-    assert [(h["version"], h["reason"]) for h in champion] == [
-        (1, "first release"),
-        (2, "retrained"),
-    ]
+    assert [h["version"] for h in champion] == [1, 2]
+    assert champion[1]["reason"].startswith("retrained")
     assert champion[0]["until"] == champion[1]["since"]
     assert champion[1]["until"] is None and champion[1]["actor"] == "e2e-tests"
     assert shipml(project, "audit", "verify", "--json").json["ok"] is True
@@ -131,7 +168,7 @@ def test_summary_table_on_a_terminal(tmp_path: Path) -> None:
     project = copy_project("credit", tmp_path)
     out = shipml(project, "run")
     assert out.code == 0, out.stderr
-    for stage in ("ingest", "validate", "test", "train", "evaluate", "register"):
+    for stage in ORDER:
         assert stage in out.stderr  # progress lines
     assert "credit version 1" in out.stdout and "alias 'candidate'" in out.stdout
     assert "roc_auc=" in out.stdout and "fairness" in out.stdout
