@@ -59,11 +59,19 @@ def test_readme_quickstart_works_as_written(tmp_path: Path) -> None:
         if line.startswith("shipml ")
     ]
     assert len(commands) >= 6
-    for command in commands:
-        out = shipml(project, *command[1:])
-        assert out.code == 0, f"{' '.join(command)}\n{out.stdout}\n{out.stderr}"
-    assert (project / "expectations" / "loans.json").exists()
-    serve_as_the_readme_says(project)
+    as_a_user = {"SHIPML_DEPLOY__IN_RUN": "first"}  # `shipml run` ends serving version 1
+    try:
+        for command in commands:
+            out = shipml(project, *command[1:], env=as_a_user)
+            assert out.code == 0, f"{' '.join(command)}\n{out.stdout}\n{out.stderr}"
+            if command[1] == "run":
+                assert "try it:\ncurl -s http://127.0.0.1:" in out.stdout
+        assert (project / "expectations" / "loans.json").exists()
+        status = shipml(project, "status", "--json").json
+        assert status["target"]["ready"] and status["aliases"]["champion"] == 1
+        serve_as_the_readme_says(project)
+    finally:
+        assert shipml(project, "down").code == 0
 
 
 def serve_as_the_readme_says(project: Path) -> None:
