@@ -1,10 +1,13 @@
 """The local target: one supervised `shipml serve` process, driven through its admin API.
 
-Files under `.shipml/deploy/`: `server.json` (pid, port, URL, start time), `admin.token`
-(random, mode 0600, handed to the server in its environment, never on a command line or in a
-log), `server.log` (the server's stdout and stderr). The process runs in its own session, so
-it outlives the command that started it, and `stop()` (`shipml down`) ends it with SIGTERM:
-in-flight requests finish and the inference log is flushed.
+Files under `.shipml/deploy/`: `server.json` (the supervisor's pid, port, URL, start time),
+`desired.json` (what the supervisor starts: the stable model and the server's options; kept
+current on every stable swap, so a restarted server serves what was promoted last),
+`admin.token` (random, mode 0600, handed over in the environment, never on a command line or
+in a log) and `server.log` (supervisor and server output). The supervisor (supervise.py) runs
+in its own session, so it outlives the command that started it, restarts a server that dies,
+and on SIGTERM (`shipml down`) stops it gracefully: in-flight requests finish and the
+inference log is flushed.
 
 Models are resolved to local folders by the controller, which already talks to the registry,
 so the server never imports MLflow and starts in about a second.
@@ -82,6 +85,8 @@ class LocalTarget:
                 "shadow": shadow,
             },
         )
+        if variant == STABLE:
+            self._desire(model)
 
     def set_weights(self, weights: dict[str, float]) -> None:
         self._admin("PUT", "/admin/weights", {"weights": weights})
@@ -137,7 +142,7 @@ class LocalTarget:
             return
         pid = int(record["pid"])
         if _pid_alive(pid):
-            os.killpg(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)  # the supervisor passes it on, once, to the server
             deadline = time.monotonic() + 40
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -165,12 +170,9 @@ class LocalTarget:
         token_file = self.dir / "admin.token"
         token_file.touch(mode=0o600)
         token_file.write_text(token)
-        command = [
-            sys.executable, "-m", "shipml", "serve", str(stable.path),
-            "--project", str(self.project.root),
-            "--host", cfg.host, "--port", str(port),
-            "--model-name", stable.name, "--model-version", str(stable.version),
-        ]  # fmt: skip
+        options = ["--project", str(self.project.root), "--host", cfg.host, "--port", str(port)]
+        self._desire(stable, options)
+        command = [sys.executable, "-m", "shipml.deploy.supervise", str(self.dir)]
         env = {**os.environ, cfg.admin_token_env: token, "PYTHONUNBUFFERED": "1"}
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
@@ -212,6 +214,19 @@ class LocalTarget:
             f"the server was not ready within {self.project.config.deploy.ready_timeout_s:g} s "
             f"(deploy.ready_timeout_s); last lines of {self.log_file}:\n{self.log_tail()}"
         )
+
+    def _desire(self, stable: ModelRef, options: list[str] | None = None) -> None:
+        """Record what a (re)started server must serve; written atomically."""
+        file = self.dir / "desired.json"
+        if options is None:
+            options = json.loads(file.read_text())["args"]
+        desired = {
+            "stable": {"path": str(stable.path), "name": stable.name, "version": stable.version},
+            "args": options,
+        }
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(desired))
+        tmp.replace(file)
 
     def log_tail(self, lines: int = _TAIL) -> str:
         try:
