@@ -341,6 +341,7 @@ class Controller:
             limit = self.project.config.deploy.analysis.max_inconclusive
             reasons.append(f"no verdict after {limit} windows (deploy.analysis.max_inconclusive)")
         done = self.releases.finish(release, "rejected", "; ".join(reasons))
+        self._tag(done, f"rejected (release {done.id}): {reasons[0] if reasons else ''}")
         self._audit(
             "release.rejected",
             done,
@@ -385,6 +386,7 @@ class Controller:
             self.target.remove(name)
         self._move_champion(release.version, f"release {release.id}")
         done = self.releases.finish(release, "promoted", reason)
+        self._tag(done, f"promoted (release {done.id})")
         self._audit("release.promoted", done, {"reason": reason})
         self.say(f"promoted {candidate.label}: it serves all traffic and is champion")
         return done
@@ -445,6 +447,12 @@ class Controller:
         from shipml.registry.models import promote
 
         promote(self.project, self.store, version, reason=reason)
+
+    def _tag(self, release: Release, outcome: str) -> None:
+        """The outcome on the registry version too, where people look first."""
+        from shipml.registry.models import tag_version
+
+        tag_version(self.project, release.version, "shipml.release", outcome[:500])
 
     def _audit(self, action: str, release: Release, details: dict[str, Any]) -> None:
         self.store.audit(

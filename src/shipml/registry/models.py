@@ -159,6 +159,13 @@ def set_alias(
     return previous
 
 
+def tag_version(project: Project, version: int, key: str, value: str) -> None:
+    """Set one tag on a version (e.g. `shipml.release`: how its last release ended)."""
+    mlflow_client(project.tracking_uri).set_model_version_tag(
+        project.model_name, str(version), key, value
+    )
+
+
 def promote(project: Project, store: StateStore, version: int, *, reason: str) -> int | None:
     """Make `version` the champion; returns the previous champion's version."""
     return set_alias(project, store, project.config.registry.champion_alias, version, reason=reason)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from shipml.errors import GateFailed
+from shipml.registry.models import get_version
 from tests.integration.deploy.conftest import VERSIONS, Rollout, Traffic
 
 pytestmark = pytest.mark.slow
@@ -73,6 +74,8 @@ def test_a_bad_canary_is_rolled_back_within_one_window(
     failing = {c["check"]: c for c in event.details["checks"]}
     assert check in failing
     assert failing[check]["value"] is not None and failing[check]["threshold"] is not None
+    tag = get_version(controller.project, VERSIONS[fault]).tags["shipml.release"]
+    assert tag.startswith(f"rejected (release {release.id})")
     if fault != "fail10":
         assert traffic.failed() == {}, traffic.codes
 
