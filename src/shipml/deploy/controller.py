@@ -71,7 +71,7 @@ class Controller:
                 if release is None:
                     raise UsageError(f"no release of {name} is in progress; nothing to resume")
                 self.say(f"resuming release {release.id} at step {release.step + 1}")
-                return self._run(release)
+                return self._guarded(release)
             if (busy := self.releases.in_progress(name)) is not None:
                 raise UsageError(
                     f"release {busy.id} ({name}:{busy.version}) is still in progress and its "
@@ -85,7 +85,6 @@ class Controller:
             if serving is None:
                 return self._first(candidate)
             if candidate.version == serving.version:
-                self.target.start(self._model(serving.version))
                 raise UsageError(
                     f"{candidate.label} is already serving (release {serving.id}); register a "
                     f"new version first, or pass --version"
@@ -103,7 +102,7 @@ class Controller:
                 reason=f"candidate {candidate.label} replaces {name}:{serving.version}",
             )
             self._audit("release.started", release, {"steps": release.steps})
-            return self._run(release)
+            return self._guarded(release)
 
     def ensure_serving(self) -> Release:
         """What `shipml run` does: serve the first champion, or make sure the serving release
@@ -267,6 +266,24 @@ class Controller:
         self._move_champion(candidate.version, f"first release {release.id}")
         self._audit("release.promoted", release, {})
         return release
+
+    def _guarded(self, release: Release) -> Release:
+        """Run the release; if anything but a verdict stops it (Ctrl-C, a target error),
+        put stable back and record the release as aborted. Should that fail too, the
+        release stays in progress for `shipml rollback`."""
+        try:
+            return self._run(release)
+        except GateFailed:
+            raise
+        except BaseException as exc:
+            reason = f"interrupted: {type(exc).__name__}: {exc}".rstrip(": ")
+            try:
+                self._restore(release)
+                done = self.releases.finish(release, "aborted", reason)
+                self._audit("release.aborted", done, {"reason": reason})
+            except Exception as cleanup:  # report the original error; the release stays open
+                self.say(f"could not put stable back ({cleanup}); run `shipml rollback`")
+            raise
 
     def _run(self, release: Release) -> Release:
         candidate = self._model(release.version)
