@@ -14,12 +14,17 @@ The wall time of each round is split into:
 - Python's start-up, measured as a bare `python -c pass`;
 - shipml's own work: the rest (config, hashing, state store, orchestration, rendering).
 The result is a ratio of the same run, so it holds on a shared, noisy machine.
+
+The build and deploy stages are off here (`build.builder: none`, `deploy.in_run: never`):
+their time is another process's (the image builder, the server starting), not the pipeline's;
+the server has its own benchmark (benchmarks/serving).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -72,7 +77,10 @@ def third_party_import_seconds(importtime: str) -> float:
 def pipeline_round(project: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-X", "importtime", "-m", "shipml", "run", "--json"]
     t0 = time.perf_counter()
-    proc = subprocess.run([*cmd, "--project", str(project)], capture_output=True, text=True)
+    env = {**os.environ, "SHIPML_BUILD__BUILDER": "none", "SHIPML_DEPLOY__IN_RUN": "never"}
+    proc = subprocess.run(
+        [*cmd, "--project", str(project)], capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"shipml run failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
