@@ -64,7 +64,9 @@ def ensure_wrk() -> str:
 
 def train(project: Path) -> int:
     cmd = [str(BIN / "shipml"), "run", "--json", "--project", str(project)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    # register only: the servers under test are started by this benchmark, one at a time
+    env = {**os.environ, "SHIPML_BUILD__BUILDER": "none", "SHIPML_DEPLOY__IN_RUN": "never"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if proc.returncode != 0:
         sys.exit(
             f"shipml run failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
