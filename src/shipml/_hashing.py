@@ -50,3 +50,23 @@ def sha256_frame(frame: pd.DataFrame) -> str:
     if len(frame):
         h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return "sha256:" + h.hexdigest()
+
+
+def tree_manifest(folder: str | Path) -> str:
+    """Every file under `folder` as `<hex>  <relative path>` lines, sorted by path.
+
+    The format of `sha256sum`, so `sha256sum --check` verifies a copy anywhere (the serving
+    image does); `sha256_bytes` of this text is the folder's hash (`tree_hash`).
+    """
+    root = Path(folder)
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if not p.is_dir()}
+    lines = []
+    for rel, path in sorted(files.items()):
+        if path.is_symlink() or "\n" in rel or "\\" in rel:
+            raise ValueError(f"{path}: links and names with newlines or backslashes not hashed")
+        lines.append(f"{sha256_file(path).removeprefix('sha256:')}  {rel}\n")
+    return "".join(lines)
+
+
+def tree_hash(folder: str | Path) -> str:
+    return sha256_bytes(tree_manifest(folder).encode())

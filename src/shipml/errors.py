@@ -8,7 +8,7 @@
      ├── TrainingContractError(TypeError) the user's train function breaks the contract (exit 2)
      ├── RegistryError(RuntimeError)    the model registry refused an operation  (exit 2)
      ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
-     ├── BuildError(RuntimeError)       an image cannot be built: builder, wheels, model hash (exit 2)
+     ├── BuildError(RuntimeError)       an image cannot be built (builder, wheels, model) (exit 2)
      ├── DeployError(RuntimeError)      a deploy target cannot start, load or answer   (exit 2)
      └── GateFailed(RuntimeError)       a gate said no: validation, tests, evaluation (exit 1)
 

@@ -18,7 +18,7 @@ from shipml.errors import GateFailed, UsageError
 from shipml.stages import STAGES, Context
 from shipml.state.store import StateStore
 
-ORDER = ["ingest", "validate", "test", "train", "evaluate", "register", "deploy"]
+ORDER = ["ingest", "validate", "test", "train", "evaluate", "register", "build", "deploy"]
 
 Event = Callable[[str, str, str], None]  # (stage, "start" | "done" | "failed", message)
 
@@ -63,6 +63,7 @@ def run_stages(
     names: Sequence[str] = ORDER,
     *,
     snapshot_version: int | None = None,
+    model_version: int | None = None,
     on_event: Event | None = None,
     store: StateStore | None = None,
 ) -> PipelineResult:
@@ -77,7 +78,13 @@ def run_stages(
     notify = on_event or (lambda *_: None)
     own_store = store is None
     store = store or StateStore(project.state_url)
-    ctx = Context(project, store, str(uuid.uuid4()), snapshot_version=snapshot_version)
+    ctx = Context(
+        project,
+        store,
+        str(uuid.uuid4()),
+        snapshot_version=snapshot_version,
+        model_version=model_version,
+    )
     result = PipelineResult(ctx.run_id)
     start = time.perf_counter()
     try:

@@ -36,6 +36,7 @@ class Context:
     store: StateStore
     run_id: str
     snapshot_version: int | None = None  # pin a snapshot (e.g. `--snapshot 3`); latest if None
+    model_version: int | None = None  # build this registered version; the candidate if None
     snapshot: Snapshot | None = None
     trained: TrainedModel | None = None
     evaluation: EvaluationResult | None = None
@@ -213,6 +214,7 @@ def evaluate(ctx: Context, rec: StepRecord) -> str:
 
 
 def register(ctx: Context, rec: StepRecord) -> str:
+    from shipml.build.model import fingerprint
     from shipml.registry.models import register as register_version
 
     preload("mlflow")
@@ -223,6 +225,7 @@ def register(ctx: Context, rec: StepRecord) -> str:
     evaluation = _evaluation_of(ctx, trained.run_id)
     snap = ctx.current_snapshot()
     with timed(rec, "mlflow"):
+        files = fingerprint(p, trained.model_uri)  # builds check the model against this
         mv = register_version(
             p,
             ctx.store,
@@ -236,6 +239,7 @@ def register(ctx: Context, rec: StepRecord) -> str:
                 "shipml.gates": ",".join(f"{k}={v}" for k, v in evaluation.items()),
                 "shipml.git_commit": trained.git["commit"],
                 "shipml.run_id": ctx.run_id,
+                **files,
             },
         )
     alias = p.config.registry.candidate_alias
@@ -246,6 +250,28 @@ def register(ctx: Context, rec: StepRecord) -> str:
         "model_uri": trained.model_uri,
     }
     return f"{mv.name} version {mv.version}, alias '{alias}'"
+
+
+def build(ctx: Context, rec: StepRecord) -> str:
+    """The serving image of the candidate (or `ctx.model_version`), proven to start and to
+    predict like the model (infra validation, a gate). Skipped when no builder is found."""
+    from shipml.build.image import execute, find_builder, prepare
+
+    p = ctx.project
+    rec.inputs = {"builder": p.config.build.builder}
+    builder, why = find_builder(p)
+    if builder is None:
+        rec.outputs = {"skipped": True, "reason": why}
+        if p.config.build.builder == "none":
+            return "skipped (build.builder: none)"
+        return f"skipped: {why}"
+    plan = prepare(p, builder, ctx.model_version)
+    rec.inputs = plan.inputs()
+    rec.timings.update(plan.timings)
+    result = execute(plan, ctx.store)
+    rec.outputs = result.outputs
+    rec.timings.update(result.timings)
+    return result.summary()
 
 
 def deploy(ctx: Context, rec: StepRecord) -> str:
@@ -286,6 +312,7 @@ STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
     "train": train,
     "evaluate": evaluate,
     "register": register,
+    "build": build,
     "deploy": deploy,
 }
 
@@ -296,7 +323,8 @@ def timed(rec: StepRecord, key: str) -> Iterator[None]:
 
     Keys name where the time went: pandas, deltalake, great_expectations, pytest (the
     project's tests), user_fit, mlflow, gates (the model's predictions and the metric
-    libraries), matplotlib, serve (starting the server and waiting until it is ready).
+    libraries), matplotlib, serve (starting the server and waiting until it is ready), pip
+    (resolving the image's wheels), builder (building the image), smoke (infra validation).
     Imports happen before these blocks (`preload`), so the timings
     measure work and `benchmarks/pipeline` can tell shipml's own overhead from the rest.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shipml.cli import data, deploy, pipeline, project, registry, serve
+from shipml.cli import build, data, deploy, pipeline, project, registry, serve
 
 app = typer.Typer(
     name="shipml",
@@ -20,8 +20,37 @@ data.register_commands(app)
 registry.register_commands(app)
 project.register_commands(app)
 serve.register_commands(app)
+build.register_commands(app)
 deploy.register_commands(app)
 
 
+# The top-level module of each dependency an extra brings (pyproject.toml), and that extra.
+_EXTRAS = {
+    **dict.fromkeys(
+        ("numpy", "pandas", "pyarrow", "sklearn", "skops", "orjson", "uvicorn",
+         "prometheus_client"),
+        "serve",
+    ),
+    **dict.fromkeys(
+        ("sqlalchemy", "deltalake", "mlflow", "great_expectations", "fairlearn", "matplotlib",
+         "jinja2"),
+        "pipeline",
+    ),
+    "psycopg": "postgres",
+}  # fmt: skip
+
+
 def main() -> None:
-    app()
+    try:
+        app(standalone_mode=True)
+    except ModuleNotFoundError as exc:  # an extra that is not installed: say which
+        top = (exc.name or "").split(".")[0]
+        if top not in _EXTRAS:
+            raise
+        import sys
+
+        sys.stderr.write(
+            f"error: this command needs {top!r}, which comes with the {_EXTRAS[top]!r} extra; "
+            f"install it with: pip install 'shipml[{_EXTRAS[top]}]'\n"
+        )
+        raise SystemExit(2) from None

@@ -27,7 +27,8 @@ class Link:
 
 
 def lineage(store: StateStore, model: str, version: int) -> list[Link]:
-    """Raw source -> snapshot -> validation -> MLflow run -> model version, oldest first."""
+    """Raw source -> snapshot -> validation -> MLflow run -> model version -> image (when
+    one was built), oldest first."""
     ok = [s for s in store.steps() if s.status == "succeeded"]
     register = _last(
         s
@@ -113,6 +114,30 @@ def lineage(store: StateStore, model: str, version: int) -> list[Link]:
             {"alias": register.outputs.get("alias")},
         )
     )
+    build = _last(
+        s
+        for s in ok
+        if s.stage == "build"
+        and s.inputs.get("model") == model
+        and s.inputs.get("version") == version
+        and s.outputs.get("image_id")
+    )
+    if build is not None:
+        chain.append(
+            Link(
+                "image",
+                build.outputs["image"],
+                build.outputs.get("digest") or build.outputs["image_id"],
+                build.started_at,
+                build.id,
+                {
+                    "image_id": build.outputs["image_id"],
+                    "context_hash": build.inputs.get("context_hash"),
+                    "pushed": build.outputs.get("pushed"),
+                    "sbom": build.outputs.get("sbom"),
+                },
+            )
+        )
     return chain
 
 
