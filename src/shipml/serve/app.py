@@ -283,7 +283,7 @@ class App:
             headers.get(b"x-request-id", b"").decode()[:128] or request_id or uuid.uuid4().hex
         )
         try:
-            proba = await asyncio.wait_for(variant.batcher.predict(batch), self.timeout_s)
+            proba = await variant.batcher.predict(batch, self.timeout_s)
         except (TimeoutError, Overloaded, ModelError) as exc:
             status, code = _failure(exc)
             self.metrics.errors.labels(*labels, code).inc()
@@ -314,10 +314,7 @@ class App:
             (b"x-shipml-model-version", variant.model.version.encode()),
         ]
         await respond(send, 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), extra)
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
-        self.metrics.predictions.labels(*labels).inc(batch.rows)
-        self.metrics.requests.labels(*labels, "200").inc()
-        self.metrics.observe_scores(labels, proba)
+        self.metrics.answered(labels, time.perf_counter() - start, proba)
         if self.inference_log is not None:
             self.inference_log.record(
                 request_id, variant.name, variant.model.version, batch.columns, proba
@@ -334,16 +331,13 @@ class App:
         labels = (variant.model.name, variant.model.version, variant.name)
         start = time.perf_counter()
         try:
-            proba = await asyncio.wait_for(variant.batcher.predict(batch), self.timeout_s)
+            proba = await variant.batcher.predict(batch, self.timeout_s)
         except (TimeoutError, Overloaded, ModelError) as exc:
             status, code = _failure(exc)
             self.metrics.errors.labels(*labels, code).inc()
             self.metrics.requests.labels(*labels, str(status)).inc()
             return
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
-        self.metrics.predictions.labels(*labels).inc(batch.rows)
-        self.metrics.requests.labels(*labels, "200").inc()
-        self.metrics.observe_scores(labels, proba)
+        self.metrics.answered(labels, time.perf_counter() - start, proba)
         cut = float(variant.model.metadata.get("decision_threshold", 0.5))
         agree = int(np.count_nonzero((proba >= cut) == (answered >= cut)))
         decisions = self.metrics.shadow_decisions

@@ -1,21 +1,27 @@
 """Adaptive micro-batching: concurrent requests share one model call.
 
-Requests queue up per variant; one task takes what is queued (up to `max_batch_rows`), runs a
-single `predict` on a worker thread, and hands each request its rows back. While the model
-runs, new requests queue, so the next batch is as large as the load: under light load a
-request waits at most `max_wait` for company, under heavy load it waits for one model call.
-Per-call overhead (input checks in scikit-learn, DataFrame construction) is paid once per
-batch instead of once per request, which is where most of a small model's time goes.
+Requests queue up per variant; one task takes what is queued (at most `max_batch_rows`, a
+request larger than that alone), runs a single `predict` on a worker thread, and hands each
+request its rows back. While the model runs, new requests queue, so the next batch is as large
+as the load: under light load a request waits at most `max_wait` for company, under heavy load
+it waits for one model call. Per-call overhead (input checks in scikit-learn, DataFrame
+construction) is paid once per batch instead of once per request, which is where most of a
+small model's time goes.
 
 `max_queue_rows` bounds the rows admitted but not yet answered; beyond it `Overloaded` is
 raised at once (the server answers 503 with Retry-After), so admitted requests keep their
-latency instead of all of them timing out together.
+latency instead of all of them timing out together. `predict(batch, timeout)` raises
+TimeoutError when no answer is ready in time; a request that timed out is left out of the
+next model call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,10 +39,11 @@ class ModelError(Exception):
     """The model raised on this request's rows."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     batch: Batch
     future: asyncio.Future[np.ndarray]
+    deadline: float  # time.perf_counter() after which the request gets TimeoutError
 
 
 class Batcher:
@@ -53,7 +60,8 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.max_queue_rows = max_queue_rows
         self.queued_rows = 0
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._wake: asyncio.Future[None] | None = None
         # One thread: model calls run one at a time (no OpenMP team per request thread), and
         # the event loop keeps parsing and answering requests meanwhile.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model.name}")
@@ -63,16 +71,30 @@ class Batcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def predict(self, batch: Batch) -> np.ndarray:
+    async def predict(self, batch: Batch, timeout: float | None = None) -> np.ndarray:
+        """The positive-class probabilities of `batch`'s rows.
+
+        Raises Overloaded at once when the queue is full, TimeoutError when no answer is ready
+        within `timeout` seconds, ModelError when the model raises on these rows.
+        """
         if self.queued_rows + batch.rows > self.max_queue_rows and self.queued_rows > 0:
             raise Overloaded(f"{self.queued_rows} rows already queued")
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        if timeout is None:
+            deadline, timer = math.inf, None
+        else:
+            deadline = time.perf_counter() + timeout
+            timer = loop.call_later(timeout, _expire, future)
         self.queued_rows += batch.rows
-        self._queue.put_nowait(_Pending(batch, future))
+        self._queue.append(_Pending(batch, future, deadline))
+        self._wake_up()
         try:
             return await future
         finally:
             self.queued_rows -= batch.rows
+            if timer is not None:
+                timer.cancel()
 
     async def close(self, timeout: float = 30.0) -> None:
         """Answer everything queued (for at most `timeout` seconds), then stop."""
@@ -93,36 +115,67 @@ class Batcher:
             if not live:
                 continue
             try:
-                merged = _merge([p.batch for p in live])
-                proba = await loop.run_in_executor(self._executor, self.model.predict, merged)
+                batches = [p.batch for p in live]
+                proba = await loop.run_in_executor(self._executor, self._predict, batches)
             except Exception:
                 await self._one_by_one(live)  # only the offending request fails
                 continue
+            now = time.perf_counter()
             start = 0
             for p in live:
                 end = start + p.batch.rows
                 if not p.future.done():
-                    p.future.set_result(proba[start:end])
+                    if now > p.deadline:  # answered, but too late for its client
+                        p.future.set_exception(TimeoutError())
+                    else:
+                        p.future.set_result(proba[start:end])
                 start = end
 
+    def _predict(self, batches: list[Batch]) -> np.ndarray:
+        """On the model thread: the merge (numpy copies) is off the event loop too."""
+        return self.model.predict(_merge(batches))
+
     async def _collect(self) -> list[_Pending]:
-        first = await self._queue.get()
+        """What is queued, up to `max_batch_rows`, waiting at most `max_wait_s` for more.
+
+        The wait starts when the first request is taken, which under load is when the previous
+        model call ends: the requests answered by that call have `max_wait_s` to come back
+        and join, so every client ends up in one batch instead of two alternating halves
+        (measured: 16 rows per call instead of 8 with 16 connections of one row each).
+        """
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while not queue:
+            await self._sleep(None)
+        first = queue.popleft()
         group, rows = [first], first.batch.rows
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
-        while rows < self.max_batch_rows:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            group.append(item)
-            rows += item.batch.rows
+        deadline = time.perf_counter() + self.max_wait_s
+        while True:
+            while queue and rows + queue[0].batch.rows <= self.max_batch_rows:
+                item = queue.popleft()
+                group.append(item)
+                rows += item.batch.rows
+            if queue or rows >= self.max_batch_rows:
+                break  # full: the rest waits for the next call
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            await self._sleep(loop.call_later(remaining, self._wake_up))
         return group
+
+    async def _sleep(self, timer: asyncio.TimerHandle | None) -> None:
+        """Until a request is queued (predict() wakes us) or `timer` fires."""
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _one_by_one(self, group: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -135,6 +188,11 @@ class Batcher:
             else:
                 if not p.future.done():
                     p.future.set_result(proba)
+
+
+def _expire(future: asyncio.Future[np.ndarray]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _merge(batches: list[Batch]) -> Batch:

@@ -46,8 +46,14 @@ async def respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     base = JSON if headers is None or not any(k == b"content-type" for k, _ in headers) else []
+    # With a content-length the server sends the body as is, not in chunked encoding.
+    length = [(b"content-length", b"%d" % len(body))]
     await send(
-        {"type": "http.response.start", "status": status, "headers": [*base, *(headers or [])]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*base, *length, *(headers or [])],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 

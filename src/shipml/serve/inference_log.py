@@ -77,7 +77,7 @@ class InferenceLog(_Buffered):
         *,
         model: str,
         sample_rate: float,
-        flush_rows: int = 5000,
+        flush_rows: int = 50_000,
         flush_seconds: float = 5.0,
         max_pending: int = 100_000,
         seed: int | None = None,
@@ -172,26 +172,32 @@ def _log_tables(items: list[_LogItem]) -> list[tuple[str, Any]]:
     import numpy as np
     import pyarrow as pa
 
-    groups: dict[tuple[object, ...], list[tuple[_LogItem, dict[str, Any], Any]]] = {}
+    groups: dict[tuple[object, ...], list[tuple[_LogItem, Mapping[str, Any], Any]]] = {}
     for item in items:
         out = np.asarray(item[4], dtype=np.float64)
         out = out[:, -1] if out.ndim == 2 else out.reshape(-1)  # positive class of predict_proba
-        inputs = {f"input.{k}": _column(np.asarray(v), len(out)) for k, v in item[3].items()}
+        inputs = item[3]
+        if not all(type(v) is np.ndarray and v.shape == out.shape for v in inputs.values()):
+            inputs = {k: _column(np.asarray(v), len(out)) for k, v in inputs.items()}
         key = (int(item[5] // 86400), *inputs, *(v.dtype for v in inputs.values()))
         groups.setdefault(key, []).append((item, inputs, out))
     tables = []
     for group in groups.values():
-        counts = [len(out) for _, _, out in group]
-        meta = np.repeat(np.array([it[:3] for it, _, _ in group], dtype=object), counts, axis=0)
+        counts = np.array([len(out) for _, _, out in group])
+        # Each request's id, variant and version once, then repeated per row by Arrow.
+        owner = pa.array(np.repeat(np.arange(len(group)), counts))
+        meta = [pa.array([it[i] for it, _, _ in group], pa.string()).take(owner) for i in range(3)]
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
         columns = {
-            "request_id": pa.array(meta[:, 0], pa.string()),
-            "row": pa.array(np.concatenate([np.arange(n, dtype=np.int64) for n in counts])),
+            "request_id": meta[0],
+            "row": pa.array(np.arange(int(counts.sum()), dtype=np.int64) - starts),
             "timestamp": _timestamps(np.repeat([it[5] for it, _, _ in group], counts)),
-            "variant": pa.array(meta[:, 1], pa.string()),
-            "model_version": pa.array(meta[:, 2], pa.string()),
+            "variant": meta[1],
+            "model_version": meta[2],
         }
         for name in group[0][1]:
-            columns[name] = pa.array(np.concatenate([inputs[name] for _, inputs, _ in group]))
+            values = np.concatenate([inputs[name] for _, inputs, _ in group])
+            columns[f"input.{name}"] = pa.array(values)
         columns["output"] = pa.array(np.concatenate([out for _, _, out in group]))
         tables.append((_date(group[0][0][5]), pa.table(columns)))
     return tables
