@@ -42,8 +42,11 @@ def test_sigterm_during_a_burst_drops_nothing(served: Served, rows: pd.DataFrame
                     return -1  # not accepted: the server had stopped taking connections
 
             tasks = [asyncio.create_task(post(i)) for i in range(300)]
-            await asyncio.sleep(0.3)  # a part of the burst is answered or in flight
-            served.process.send_signal(signal.SIGTERM)
+            for _ in range(3000):  # until a part of the burst is answered (at most 30 s)
+                if any(t.done() for t in tasks):
+                    break
+                await asyncio.sleep(0.01)
+            served.process.send_signal(signal.SIGTERM)  # with the rest queued or in flight
             codes = await asyncio.gather(*tasks)
         return {f"burst-{i}": code for i, code in enumerate(codes)}
 
