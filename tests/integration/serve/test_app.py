@@ -262,7 +262,13 @@ def test_weight_changes_under_load_fail_no_request(model_dir: Path, rows: pd.Dat
             for weights in ({"stable": 50, "canary": 50}, {"canary": 100}, {"stable": 100}) * 3:
                 r = await client.put("/admin/weights", json={"weights": weights}, headers=auth)
                 assert r.status_code == 200, r.text
-                await asyncio.sleep(0.01)
+                # hold each table until some requests ran under it (batches take a while on
+                # a busy machine), at most 5 s
+                answered = len(statuses)
+                for _ in range(500):
+                    if len(statuses) >= min(answered + 8, 480):
+                        break
+                    await asyncio.sleep(0.01)
 
         await asyncio.gather(*[load() for _ in range(8)], flip())
         assert statuses and set(statuses) == {200}
