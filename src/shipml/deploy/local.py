@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipml._process import pid_alive
 from shipml.config import Project
 from shipml.deploy.target import STABLE, ModelRef, TargetStatus, VariantState
 from shipml.errors import DeployError
@@ -116,7 +117,7 @@ class LocalTarget:
         if record is None:
             return TargetStatus(False, False, None, detail="not started (no server.json)")
         facts = {"pid": record["pid"], "log": str(self.log_file), "since": record["started_at"]}
-        if not _pid_alive(record["pid"]):
+        if not pid_alive(record["pid"]):
             return TargetStatus(
                 False, False, record["url"], detail="the server process is gone", facts=facts
             )
@@ -141,12 +142,12 @@ class LocalTarget:
         if record is None:
             return
         pid = int(record["pid"])
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)  # the supervisor passes it on, once, to the server
             deadline = time.monotonic() + 40
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         (self.dir / "server.json").unlink(missing_ok=True)
 
@@ -236,7 +237,7 @@ class LocalTarget:
 
     def _alive(self) -> bool:
         record = self._record()
-        return record is not None and _pid_alive(record["pid"])
+        return record is not None and pid_alive(record["pid"])
 
     def _record(self) -> dict[str, Any] | None:
         try:
@@ -290,20 +291,6 @@ class LocalTarget:
                 f"the local server does not answer {request.get_method()} {request.selector}: "
                 f"{exc}; see {self.log_file}"
             ) from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not alive
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _free_port(host: str) -> int:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from shipml._process import pid_alive
 from shipml.errors import StateError
 from shipml.state.store import StateStore, actor, utcnow
 from shipml.state.tables import locks, releases
@@ -73,15 +74,7 @@ class Lock:
     @property
     def stale(self) -> bool:
         """The holder ran on this host and its process is gone."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return self.host == socket.gethostname() and not pid_alive(self.pid)
 
     def describe(self) -> str:
         return f"{self.holder} (pid {self.pid} on {self.host}, since {self.acquired_at})"
