@@ -215,7 +215,7 @@ class ServeConfig(_Section):
     port: int = Field(8080, ge=0, le=65535, description="Port; 0 picks a free one.")
     workers: int = Field(1, ge=1, description="Server processes sharing the port.")
     max_batch_rows: int = Field(
-        1024, ge=1, description="Micro-batching: most rows predicted in one model call."
+        2048, ge=1, description="Micro-batching: most rows predicted in one model call."
     )
     max_wait_ms: float = Field(
         2.0, ge=0, description="Micro-batching: longest a request waits for others to join."

@@ -121,57 +121,65 @@ class _Writer(Generic[T]):
 
     def _run(self) -> None:
         # The thread polls instead of blocking on the queue: a put then never wakes a thread or
-        # hands over the GIL, which keeps record() at well under a microsecond.
-        batch: list[T] = []
+        # hands over the GIL, which keeps record() at well under a microsecond. What arrived is
+        # converted at every poll, in short bursts: converting a whole file's worth at once
+        # held the GIL for 50-100 ms and doubled the server's p99 latency.
+        converted: list[tuple[str, Any]] = []  # (date, table) pieces of the next file(s)
         rows, deadline, stop = 0, 0.0, False
         while not stop:
             self._wake.wait(min(self._flush_seconds, _POLL_SECONDS))
             self._wake.clear()
             markers: list[_Marker] = []
+            chunk: list[T] = []
             try:
                 for _ in range(self._queue.qsize()):
                     item = self._queue.get_nowait()
                     if isinstance(item, _Marker):
                         markers.append(item)
                         continue
-                    if not batch:
+                    if not converted and not chunk:
                         deadline = time.monotonic() + self._flush_seconds
-                    batch.append(item)
+                    chunk.append(item)
                     rows += self._rows(item)
                     if rows >= self._flush_rows:
-                        self._write(batch)
-                        batch, rows = [], 0
-                if batch and (markers or time.monotonic() >= deadline):
-                    self._write(batch)
-                    batch, rows = [], 0
+                        self._write(converted + self._convert(chunk))
+                        converted, chunk, rows = [], [], 0
+                if chunk:
+                    converted += self._convert(chunk)
+                    chunk = []
+                if converted and (markers or time.monotonic() >= deadline):
+                    self._write(converted)
+                    converted, rows = [], 0
             except Exception:  # a bug must not stop the thread: the log would fill up silently
-                self._fail(f"writer failed; {len(batch)} pending records are lost")
-                batch, rows = [], 0
+                self._fail("writer failed; the records not yet written are lost")
+                converted, rows = [], 0
             for marker in markers:
                 marker.done.set()
                 stop = stop or marker.stop
 
-    def _write(self, items: list[T]) -> None:
+    def _convert(self, items: list[T]) -> list[tuple[str, Any]]:
+        try:
+            return self._build(items)
+        except Exception:  # find the bad record(s) outside this handler, to log them alone
+            pass
+        tables = []
+        for item in items:
+            try:
+                tables += self._build([item])
+            except Exception:
+                self._fail(f"request {item[0]!r} cannot be converted; it is skipped")
+        return tables
+
+    def _write(self, tables: list[tuple[str, Any]]) -> None:
         import pyarrow as pa
 
-        try:
-            tables = self._build(items)
-        except Exception:  # find the bad record(s) outside this handler, to log them alone
-            tables = None
-        if tables is None:
-            tables = []
-            for item in items:
-                try:
-                    tables += self._build([item])
-                except Exception:
-                    self._fail(f"request {item[0]!r} cannot be converted; it is skipped")
         by_date: dict[str, list[Any]] = {}
         for date, table in tables:
             by_date.setdefault(date, []).append(table)
         for date, group in by_date.items():
             # Types that cannot be unified (int and str) stay in separate files.
             with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
-                group = [pa.concat_tables(group, promote_options="permissive")]
+                group = [pa.concat_tables(group, promote_options="permissive").combine_chunks()]
             for table in group:
                 self._write_file(self._root / f"date={date}", table)
 
