@@ -270,6 +270,19 @@ def test_type_differences_between_requests_are_unified(tmp_path: Path) -> None:
     assert df["input.y"].isna().sum() == 3
 
 
+def test_inputs_of_other_shapes_are_flattened_alongside_plain_columns(tmp_path: Path) -> None:
+    """The fast path (plain 1-D columns) gives way to the per-request one for any other shape."""
+    with InferenceLog(tmp_path, model="m", sample_rate=1.0) as log:
+        log.record("plain", "a", "1", {"x": np.array([1.0, 2.0])}, np.array([0.1, 0.2]), AT)
+        log.record("column", "a", "1", {"x": np.array([[3.0], [4.0]])}, proba(0.3, 0.4), AT)
+        log.record("list", "a", "1", {"x": [5.0]}, [0.5], AT)  # type: ignore[dict-item,arg-type]
+    assert log.errors == 0
+    df = sorted_log(tmp_path)
+    assert list(df.request_id) == ["column", "column", "list", "plain", "plain"]
+    assert list(df["input.x"]) == [3.0, 4.0, 5.0, 1.0, 2.0]
+    assert list(df.output) == [0.3, 0.4, 0.5, 0.1, 0.2]
+
+
 def test_incompatible_types_go_to_separate_files_and_read_as_text(tmp_path: Path) -> None:
     with InferenceLog(tmp_path, model="m", sample_rate=1.0) as log:
         log.record("num", "a", "1", {"x": np.array([1])}, np.array([0.1]), AT)
