@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 from shipml.config import ServeConfig
+from shipml.errors import ShipmlError
 from shipml.serve.batcher import Batcher, ModelError, Overloaded
 from shipml.serve.http import Receive, Scope, Send, error, headers_of, read_body, respond
 from shipml.serve.inputs import (
@@ -175,6 +176,10 @@ class App:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
+                except ShipmlError as exc:  # expected (a model that cannot load): no traceback
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

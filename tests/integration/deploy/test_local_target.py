@@ -68,6 +68,7 @@ def test_a_server_that_cannot_start_fails_fast_with_its_log(
         target.start(ModelRef("rollout", 9, broken))
     assert time.monotonic() - started < 60
     assert "holds no scikit-learn model" in str(failed.value)  # the reason, from its log
+    assert "Traceback" not in str(failed.value)  # an expected error, said in one line
     assert target.status().up is False
 
 
