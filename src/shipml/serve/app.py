@@ -176,12 +176,11 @@ class App:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except ShipmlError as exc:  # expected (a model that cannot load): no traceback
-                    log.error("startup failed: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
                 except Exception as exc:
-                    log.exception("startup failed")
+                    if isinstance(exc, ShipmlError):  # expected (a model that cannot load)
+                        log.error("startup failed: %s", exc)
+                    else:
+                        log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
