@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from shipml.config import Config
-from shipml.config_reference import render, section_of
+from shipml.config.reference import render, section_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

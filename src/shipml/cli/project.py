@@ -48,7 +48,7 @@ def register_commands(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Print the configuration reference generated from the config model."""
-        from shipml.config_reference import render, update_file
+        from shipml.config.reference import render, update_file
 
         if write is None:
             console().print(render(), markup=False)
