@@ -9,8 +9,9 @@ so the ~1 minute of debootstrap runs once per machine and later runs find the im
 ``require_buildah()`` skips a test when buildah (or root, which debootstrap and chroot
 isolation need) is missing -- unless ``SHIPML_REQUIRE_SERVICES=1`` (set by CI), then it fails.
 ``base_image()`` returns the base pinned by digest (NAME:TAG@sha256:HEX), building it first
-when the storage does not hold it. The Debian mirror is ``$SHIPML_DEBIAN_MIRROR`` or
-deb.debian.org.
+when the storage does not hold it. The Debian mirror is ``$SHIPML_DEBIAN_MIRROR``, else the
+first mirror of the suite in this machine's own apt sources (``/etc/apt/sources.list`` and
+``sources.list.d``, one-line or deb822 format), so no host is written into the project.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -82,6 +84,36 @@ def _digest(ref: str) -> str | None:
     return str(json.loads(proc.stdout)["FromImageDigest"])
 
 
+def debian_mirror(suite: str, apt_dir: Path = Path("/etc/apt")) -> str:
+    """Where debootstrap fetches `suite` from: $SHIPML_DEBIAN_MIRROR or the apt sources."""
+    if os.environ.get(MIRROR_ENV):
+        return os.environ[MIRROR_ENV]
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
+    for file in files:
+        if not file.is_file() or file.suffix not in ("", ".list", ".sources"):
+            continue
+        text = file.read_text(errors="replace")
+        for stanza in re.split(r"\n\s*\n", text):  # deb822: Types/URIs/Suites stanzas
+            fields = dict(
+                (k.strip().lower(), v.strip())
+                for k, _, v in (line.partition(":") for line in stanza.splitlines())
+                if not k.startswith("#") and v
+            )
+            if (
+                "deb" in fields.get("types", "").split()
+                and suite in fields.get("suites", "").split()
+            ):
+                return fields["uris"].split()[0]
+        for line in text.splitlines():  # one-line: deb [options] URI suite components
+            words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+                return words[1]
+    raise RuntimeError(
+        f"no Debian mirror for {suite!r} in {apt_dir}/sources.list*; set {MIRROR_ENV} to "
+        f"the URL of a Debian mirror"
+    )
+
+
 def base_image() -> str:
     """The test base image, pinned by digest; built when the local storage lacks it."""
     require_buildah()
@@ -89,7 +121,7 @@ def base_image() -> str:
     ref = f"{BASE_NAME}:{key}"
     digest = _digest(ref)
     if digest is None:
-        mirror = os.environ.get(MIRROR_ENV, "http://deb.debian.org/debian")
+        mirror = debian_mirror(str(RECIPE["suite"]))
         with tempfile.TemporaryDirectory(prefix="shipml-base-") as tmp:
             rootfs = Path(tmp) / "rootfs"
             _run(
