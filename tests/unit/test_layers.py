@@ -21,6 +21,7 @@ ROOT = Path(shipml.__file__).parent
 FLOORS: dict[str, int] = {
     "errors": 0,
     "_process": 0,
+    "_timing": 0,
     "_hashing": 1,
     "_libs": 1,
     "stats": 1,

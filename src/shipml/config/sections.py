@@ -144,7 +144,11 @@ class FairnessGate(_Section):
 
 class LatencyGate(_Section):
     enabled: bool = Field(True, description="Measure single-row latency in process.")
-    max_p99_ms: float = Field(50.0, gt=0, description="Single-row predict p99, in process.")
+    max_p99_ms: float = Field(
+        50.0,
+        gt=0,
+        description="Single-row predict p99 in process, of the model's own time (wall time less waits for a CPU).",
+    )
     samples: int = Field(200, ge=20, description="Single-row calls measured.")
 
 

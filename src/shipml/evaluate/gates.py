@@ -10,8 +10,9 @@ gate fails that gate with the exception's message; it never crashes `evaluate`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-import time
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -186,39 +187,51 @@ def _latency_gate(
         return skipped("latency", "evaluation.latency.enabled is false")
     if len(X) == 0:
         return skipped("latency", "no rows to time")
+    from shipml._timing import Stopwatch
+
     picks = rng.choice(len(X), size=cfg.samples, replace=len(X) < cfg.samples)
     rows = [X.iloc[[int(i)]] for i in picks]
+    walls: list[float] = []
     rounds: list[list[float]] = []
     try:
-        for row in rows[:_WARMUP]:
-            model.predict_proba(row)
-        for _ in range(_LATENCY_ROUNDS):
-            times = []
-            for row in rows:
-                start = time.perf_counter()
+        with Stopwatch() as watch:
+            for row in rows[:_WARMUP]:
                 model.predict_proba(row)
-                times.append(time.perf_counter() - start)
-            rounds.append(times)
-            if _p99_ms(rounds) <= cfg.max_p99_ms:
-                break  # within the limit: more rounds could only lower the figure
+            for _ in range(_LATENCY_ROUNDS):
+                own = []
+                for row in rows:
+                    wall, mine = watch.time(functools.partial(model.predict_proba, row))
+                    walls.append(wall)
+                    own.append(mine)
+                rounds.append(own)
+                if _p99_ms(rounds) <= cfg.max_p99_ms:
+                    break  # within the limit: more rounds could only lower the figure
+            exact = watch.exact
     except Exception as exc:
         return raised("latency", "the model raised on a single-row call", exc)
     p99_ms = _p99_ms(rounds)
-    median_ms = float(np.median(rounds[0])) * 1000
+    own_ms, wall_ms = float(np.median(rounds[0])) * 1000, float(np.median(walls)) * 1000
+    measure = "own time (wall time less waits for a CPU)" if exact else "wall time"
     context = (
-        f" ({len(rows)} single-row predict_proba calls, each the fastest of {len(rounds)} "
-        f"try(s); median {median_ms:.2f} ms)"
+        f" of the model's {measure}, {len(rows)} single-row predict_proba calls, each the "
+        f"fastest of {len(rounds)} try(s); median {own_ms:.2f} ms own, {wall_ms:.2f} ms wall"
     )
-    return bound("latency", "p99", p99_ms, cfg.max_p99_ms, "max", unit=" ms", context=context)
+    result = bound("latency", "p99", p99_ms, cfg.max_p99_ms, "max", unit=" ms", context=context)
+    if not result.passed:
+        result = dataclasses.replace(
+            result, detail=result.detail + "; raise evaluation.latency.max_p99_ms to allow it"
+        )
+    return result
 
 
 def _p99_ms(rounds: list[list[float]]) -> float:
     """p99 over rows of each row's fastest call.
 
-    A slow model is slow on every try; a busy machine (other processes, a CI neighbour)
-    stalls a call now and then. Taking each row's fastest try keeps the model's own tail and
-    drops the machine's, so the gate judges the model and does not flake on a shared host.
-    Rounds are only repeated while over the limit, so a fast model is timed once.
+    Each call is timed as its own time (`shipml._timing`): a CPU-hungry neighbour makes
+    every call wait for a core, which wall time counts and own time does not. What is left
+    of the machine (a cache flushed, a page fault) hits a row now and then; taking each row's
+    fastest try keeps the model's own tail and drops those. A slow model is slow on every
+    try. Rounds are only repeated while over the limit, so a fast model is timed once.
     """
     import numpy as np
 

@@ -86,3 +86,31 @@ class Stalled:
 class Raising(_Fixed):
     def score(self, X: pd.DataFrame) -> np.ndarray:
         raise RuntimeError("feature 'x9' is missing\nsecond line of the traceback text")
+
+
+def burn(units: int) -> int:
+    """Pure-Python CPU work (holds the GIL, no sleep): cost grows linearly with `units`."""
+    total = 0
+    for i in range(units * 1000):
+        total += i * i
+    return total
+
+
+class Burning:
+    """Wraps a model and burns `units` of CPU in every predict_proba call."""
+
+    def __init__(self, model: Any, units: int) -> None:
+        self.model, self.units = model, units
+        self.classes_ = model.classes_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        burn(self.units)
+        return np.asarray(self.model.predict_proba(X))
+
+
+def units_for(ms: float) -> int:
+    """Units of `burn` that take about `ms` of this thread's CPU time here."""
+    start = time.thread_time()
+    burn(50)
+    per_unit = (time.thread_time() - start) / 50
+    return max(1, round(ms / 1000 / per_unit))

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,12 +19,14 @@ from shipml.evaluate import GateResult, compare_to_champion, evaluate
 from tests.unit.evaluate.evaluate_helpers import (
     FEATURES,
     Brittle,
+    Burning,
     ByGroup,
     Constant,
     Raising,
     Slow,
     Stalled,
     config,
+    units_for,
 )
 
 
@@ -175,12 +181,47 @@ def test_latency_gate_judges_the_model_not_a_busy_machine(data: Any, logreg: Any
     assert "fastest of 2 try(s)" in g.detail or "fastest of 3 try(s)" in g.detail
 
 
+@pytest.fixture
+def loaded_machine() -> Iterator[int]:
+    """Two CPU-bound processes per core for the test's duration (each stops by itself)."""
+    hog = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        yield len(hogs)
+    finally:
+        for process in hogs:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_latency_gate_on_a_loaded_machine_passes_a_cheap_model_and_fails_a_costly_one(
+    data: Any, logreg: Any, loaded_machine: int
+) -> None:
+    """Every core busy: each call waits for a CPU, so wall time is several times the model's
+    cost. The gate judges the model's own time: a model costing 10 ms of CPU passes a 20 ms
+    limit, the same model costing 3x that fails it, and the plain pipeline passes the default
+    limit. (On wall time the cheap model fails here.)"""
+    _, _, X, y = data
+    units = units_for(10.0)
+    cfg = config(latency={"enabled": True, "max_p99_ms": 20, "samples": 20})
+    cheap = gate(evaluate(Burning(logreg, units), X[FEATURES], y, cfg), "latency")
+    costly = gate(evaluate(Burning(logreg, 3 * units), X[FEATURES], y, cfg), "latency")
+    plain = gate(evaluate(logreg, X[FEATURES], y, config(latency={"samples": 20})), "latency")
+    assert cheap.passed, cheap.detail
+    assert "own time (wall time less waits for a CPU)" in cheap.detail
+    assert not costly.passed, costly.detail
+    assert "raise evaluation.latency.max_p99_ms" in costly.detail
+    assert plain.passed, plain.detail
+
+
 def test_a_fast_model_passes_a_generous_latency_limit(data: Any) -> None:
     _, _, X, y = data
     cfg = config(latency={"enabled": True, "max_p99_ms": 10_000, "samples": 20})
     g = gate(evaluate(Constant(), X[FEATURES], y, cfg), "latency")
     assert g.passed and not g.skipped
     assert "20 single-row predict_proba calls, each the fastest of 1 try(s)" in g.detail
+    assert "ms own" in g.detail and "ms wall" in g.detail
 
 
 # --- robustness ------------------------------------------------------------------------------
