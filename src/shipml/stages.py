@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipml._libs import preload
+from shipml._urls import redact
 from shipml.config import Project
 from shipml.errors import GateFailed, StateError
 from shipml.state.store import StateStore, StepRecord
@@ -67,7 +68,7 @@ def ingest(ctx: Context, rec: StepRecord) -> str:
     preload("pandas", "pyarrow", "deltalake")
     cfg, p = ctx.project.config.data, ctx.project
     source = cfg.source if cfg.format == "sql" else str(p.path(cfg.source))
-    rec.inputs = {"source": _redact(source), "format": cfg.format, "query": cfg.query}
+    rec.inputs = {"source": redact(source), "format": cfg.format, "query": cfg.query}
     with timed(rec, "pandas"):
         raw = read_source(source, format=cfg.format, query=cfg.query)
     with timed(rec, "deltalake"):
@@ -386,11 +387,3 @@ def _log_evaluation(project: Project, run_id: str, metrics: dict[str, float], *f
         client.log_metric(run_id, f"test_{key}", float(value))
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path="evaluation")
-
-
-def _redact(source: str) -> str:
-    if "://" not in source or "@" not in source:
-        return source
-    from sqlalchemy.engine import make_url
-
-    return make_url(source).render_as_string(hide_password=True)

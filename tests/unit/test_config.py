@@ -84,3 +84,24 @@ def test_metric_names_and_bounds_are_checked_when_loading() -> None:
         parse_config(
             {"project": "d", "evaluation": {"thresholds": {"f1": {"min": 0.9, "max": 0.8}}}}
         )
+
+
+def test_mlflow_tracking_uri_from_the_environment_is_honoured(tmp_path) -> None:
+    """A CI job pointed at the team's server (MLFLOW_TRACKING_URI) registers there, not into
+    a local SQLite file that is thrown away; shipml.yaml still wins when it names one."""
+    from shipml.config import load_project
+
+    (tmp_path / "shipml.yaml").write_text("project: loans\n")
+    team = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}
+    project = load_project(tmp_path, env=team)
+    assert project.tracking_uri == "http://127.0.0.1:5000"
+    assert project.tracking_uri_source == "MLFLOW_TRACKING_URI"
+    local = load_project(tmp_path, env={})
+    assert local.tracking_uri.startswith("sqlite:///") and "mlflow.db" in local.tracking_uri
+    assert local.tracking_uri_source.startswith("default")
+    (tmp_path / "shipml.yaml").write_text(
+        "project: loans\ntraining: {tracking_uri: 'sqlite:///x.db'}\n"
+    )
+    pinned = load_project(tmp_path, env=team)
+    assert pinned.tracking_uri == "sqlite:///x.db"
+    assert pinned.tracking_uri_source == "training.tracking_uri"

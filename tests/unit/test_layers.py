@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "errors": 0,
     "_process": 0,
     "_timing": 0,
+    "_urls": 0,
     "_hashing": 1,
     "_libs": 1,
     "stats": 1,

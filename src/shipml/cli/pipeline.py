@@ -64,7 +64,10 @@ def _run(project_path: Path, names: list[str], snapshot: int | None, as_json: bo
         project = load(project_path)
         progress = _Progress(enabled=not as_json)
         result = run_stages(project, names, snapshot_version=snapshot, on_event=progress)
-    emit(as_json, result.to_dict(), lambda: _summary(result))
+    from shipml._urls import redact
+
+    tracking = {"uri": redact(project.tracking_uri), "from": project.tracking_uri_source}
+    emit(as_json, {**result.to_dict(), "tracking": tracking}, lambda: _summary(result, tracking))
     if not result.ok:
         raise typer.Exit(1)
 
@@ -95,7 +98,7 @@ class _Progress:
         self.err.print(Text.assemble((f"{mark} {stage:<9}", style), f"{seconds:6.1f}s  ", message))
 
 
-def _summary(result: PipelineResult) -> None:
+def _summary(result: PipelineResult, tracking: dict[str, str]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -135,6 +138,7 @@ def _summary(result: PipelineResult) -> None:
         out.print(gate_table)
     for name, path in result.reports.items():
         out.print(f"{name} report: {path}", markup=False)
+    out.print(f"MLflow tracking: {tracking['uri']} (from {tracking['from']})", markup=False)
     served = next((s.outputs for s in result.steps if s.stage == "deploy" and s.outputs), {})
     if served.get("url"):
         out.print(f"\nserving at {served['url']}; try it:\n{served['curl']}", markup=False)

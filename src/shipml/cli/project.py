@@ -20,13 +20,16 @@ def register_commands(app: typer.Typer) -> None:
         """Print the effective configuration: shipml.yaml, SHIPML_* overrides and defaults."""
         import yaml
 
+        from shipml._urls import redact
+
         with errors(as_json):
             p = load(project)
         data = p.config.model_dump(mode="json")
         derived = {
             "root": str(p.root),
             "state_url": p.state_url,
-            "tracking_uri": p.tracking_uri,
+            "tracking_uri": redact(p.tracking_uri),
+            "tracking_uri_from": p.tracking_uri_source,
             "snapshot_root": p.snapshot_root,
             "model_name": p.model_name,
         }

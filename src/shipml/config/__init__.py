@@ -59,6 +59,10 @@ class Project:
 
     root: Path
     config: Config
+    # MLFLOW_TRACKING_URI as it was when the project was loaded: the team's server, honoured
+    # when training.tracking_uri is unset (MLflow's own convention, so a CI job pointed at a
+    # team server never registers into a local file that is thrown away)
+    mlflow_tracking_env: str | None = None
 
     def path(self, relative: str) -> Path:
         p = Path(relative)
@@ -78,7 +82,19 @@ class Project:
 
     @property
     def tracking_uri(self) -> str:
-        return self.config.training.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+        """training.tracking_uri, else $MLFLOW_TRACKING_URI, else a SQLite file in state."""
+        return (
+            self.config.training.tracking_uri
+            or self.mlflow_tracking_env
+            or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+        )
+
+    @property
+    def tracking_uri_source(self) -> str:
+        """Where `tracking_uri` came from, for `config show` and the run summary."""
+        if self.config.training.tracking_uri:
+            return "training.tracking_uri"
+        return "MLFLOW_TRACKING_URI" if self.mlflow_tracking_env else "default (local SQLite)"
 
     @property
     def artifact_location(self) -> str | None:
@@ -148,8 +164,12 @@ def load_project(path: str | Path = ".", env: Mapping[str, str] | None = None) -
         raise ConfigError(f"{file} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file} must be a mapping of sections, got {type(raw).__name__}")
-    raw = _apply_env(raw, os.environ if env is None else env)
-    return Project(root=file.parent.resolve(), config=parse_config(raw, source=str(file)))
+    env = os.environ if env is None else env
+    return Project(
+        root=file.parent.resolve(),
+        config=parse_config(_apply_env(raw, env), source=str(file)),
+        mlflow_tracking_env=env.get("MLFLOW_TRACKING_URI") or None,
+    )
 
 
 def parse_config(raw: dict[str, Any], source: str = CONFIG_FILE) -> Config:

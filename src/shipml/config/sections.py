@@ -108,7 +108,9 @@ class TrainingConfig(_Section):
     stratify: bool = Field(True, description="Keep the label balance equal in both splits.")
     seed: int = Field(42, description="Seed of the split; also passed to train() as params.seed.")
     tracking_uri: str | None = Field(
-        None, description="MLflow tracking URI; default sqlite:///<state.dir>/mlflow.db."
+        None,
+        description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<state.dir>/mlflow.db.",
     )
     experiment: str | None = Field(None, description="MLflow experiment; default project name.")
 
@@ -147,7 +149,8 @@ class LatencyGate(_Section):
     max_p99_ms: float = Field(
         50.0,
         gt=0,
-        description="Single-row predict p99 in process, of the model's own time (wall time less waits for a CPU).",
+        description="Single-row predict p99 in process, of the model's own time (wall time "
+        "less waits for a CPU).",
     )
     samples: int = Field(200, ge=20, description="Single-row calls measured.")
 

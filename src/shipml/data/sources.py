@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from shipml._hashing import sha256_bytes, sha256_frame, sha256_json
+from shipml._urls import redact
 from shipml.errors import SourceError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def read_source(
     if fmt == "sql":
         if not query:
             raise SourceError(
-                f"SQL source {_safe_url(source)!r} has no query; set data.query in shipml.yaml"
+                f"SQL source {redact(source)!r} has no query; set data.query in shipml.yaml"
             )
         frame, uri, source_hash = _read_sql(source, query)
     else:
@@ -136,7 +137,7 @@ def _read_sql(source: str, query: str) -> tuple[pd.DataFrame, str, str]:
             f"{source!r} is not a SQLAlchemy URL (e.g. sqlite:///data.db, "
             f"postgresql+psycopg://user@host/db); check data.source in shipml.yaml"
         ) from None
-    safe = _safe_url(source)
+    safe = redact(source)
     try:
         engine = sa.create_engine(url)
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
@@ -158,16 +159,6 @@ def _read_sql(source: str, query: str) -> tuple[pd.DataFrame, str, str]:
     _check_unique([str(c) for c in frame.columns], safe)
     source_hash = sha256_json({"url": safe, "query": query, "content": sha256_frame(frame)})
     return frame, safe, source_hash
-
-
-def _safe_url(source: str) -> str:
-    """The URL with its password masked as ***, fit for logs and commit metadata."""
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(source).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return source
 
 
 def _check_unique(columns: Iterable[str], source: str) -> None:

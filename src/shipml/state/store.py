@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from shipml._hashing import canonical_json, sha256_json
+from shipml._urls import redact
 from shipml.errors import StateError
 from shipml.state.tables import audit_events, audit_head, metadata, step_runs
 
@@ -85,7 +86,7 @@ class StateStore:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise StateError(
-                f"cannot open the state store at {_redact(url)}: {exc.__class__.__name__}: "
+                f"cannot open the state store at {redact(url)}: {exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0]}; check state.url in shipml.yaml or SHIPML_STATE__URL"
             ) from None
 
@@ -290,12 +291,3 @@ def _engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable url>"
