@@ -34,14 +34,32 @@ def offline() -> None:
     warnings.filterwarnings("ignore", module=r"mlflow(\..*)?$")
 
 
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
 def mlflow_client(tracking_uri: str) -> Any:
-    """An MlflowClient on `tracking_uri`, with the fluent API pointed at it too."""
+    """An MlflowClient on `tracking_uri`, with the fluent API pointed at it too.
+
+    MLflow's `set_tracking_uri` also writes MLFLOW_TRACKING_URI (and the registry's
+    MLFLOW_REGISTRY_URI) into the environment, for child processes. Those variables are the
+    user's way of naming the team's server, so they are put back as they were: otherwise the
+    next project loaded in this process, and every child it starts, would take this
+    project's store for the user's choice.
+    """
     offline()
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    before = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

@@ -105,3 +105,25 @@ def test_mlflow_tracking_uri_from_the_environment_is_honoured(tmp_path) -> None:
     pinned = load_project(tmp_path, env=team)
     assert pinned.tracking_uri == "sqlite:///x.db"
     assert pinned.tracking_uri_source == "training.tracking_uri"
+
+
+def test_pointing_mlflow_at_a_project_leaves_the_users_variables_alone(tmp_path, monkeypatch):
+    """MLflow writes MLFLOW_TRACKING_URI into the environment when its URI is set; if that
+    stayed, the next project loaded here would take the first one's store for the user's."""
+    import os
+
+    from shipml._libs import mlflow_client
+    from shipml.config import load_project
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shipml.yaml").write_text(f"project: {name}\n")
+    first = load_project(tmp_path / "a")
+    mlflow_client(first.tracking_uri)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    second = load_project(tmp_path / "b")
+    assert second.tracking_uri_source.startswith("default")
+    assert str(tmp_path / "b") in second.tracking_uri
