@@ -6,6 +6,7 @@
      ├── SourceError(ValueError)        a data source cannot be read             (exit 2)
      ├── SnapshotError(LookupError)     a snapshot is missing or corrupted       (exit 2)
      ├── TrainingContractError(TypeError) the user's train function breaks the contract (exit 2)
+     ├── UserCodeError(RuntimeError)    the project's own code raised (its file:line)  (exit 2)
      ├── RegistryError(RuntimeError)    the model registry refused an operation  (exit 2)
      ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
      ├── BuildError(RuntimeError)       an image cannot be built (builder, wheels, model) (exit 2)
@@ -32,6 +33,7 @@ __all__ = [
     "StateError",
     "TrainingContractError",
     "UsageError",
+    "UserCodeError",
 ]
 
 
@@ -59,6 +61,12 @@ class SnapshotError(ShipmlError, LookupError):
 
 class TrainingContractError(ShipmlError, TypeError):
     """The user's train function is missing, has the wrong signature, or returned a non-model."""
+
+
+class UserCodeError(ShipmlError, RuntimeError):
+    """The project's own code (its train function or a module it imports) raised. The message
+    names the user's file and line and the exception; the full traceback is saved to a file,
+    since a trace through shipml, pandas and scikit-learn buries the line that matters."""
 
 
 class RegistryError(ShipmlError, RuntimeError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.config import Project
-from shipml.errors import GateFailed, UsageError
+from shipml.errors import GateFailed, ShipmlError, UsageError
 from shipml.stages import STAGES, Context
 from shipml.state.store import StateStore
 
@@ -97,6 +97,9 @@ def run_stages(
             except GateFailed as exc:
                 result.failure = exc
                 summary = exc.reasons[0] if exc.reasons else "gate failed"
+            except ShipmlError:
+                notify(name, "error", "stopped: the error below needs fixing first")
+                raise
             seconds = time.perf_counter() - t0
             status = "failed" if result.failure else "done"
             result.steps.append(

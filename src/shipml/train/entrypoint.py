@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
-from collections.abc import Callable
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shipml.errors import TrainingContractError
+from shipml.errors import ShipmlError, TrainingContractError, UserCodeError
 
 TrainFn = Callable[[Any, dict[str, Any]], Any]
 
@@ -23,21 +27,63 @@ def project_modules(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*.py") if not p.name.startswith(("test_", "conftest")))
 
 
-def load_train_function(root: Path, entrypoint: str) -> TrainFn:
+@contextmanager
+def user_code(what: str, root: Path, log_dir: Path) -> Iterator[None]:
+    """Run the project's own code; an exception in it becomes one clear UserCodeError.
+
+    The message names `what` ran, the innermost frame in the project's files (file:line and
+    function), the exception, and the file where the whole traceback was saved.
+    """
+    try:
+        yield
+    except ShipmlError:
+        raise
+    except Exception as exc:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^\w.-]+", "-", what.split("(")[0]).strip("-")
+        saved = log_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{slug}.txt"
+        saved.write_text("".join(traceback.format_exception(exc)))
+        where = _users_frame(exc, root)
+        at = f" at {where}" if where else ""
+        raise UserCodeError(
+            f"{what} raised {type(exc).__name__}: {exc}{at}; full traceback in {saved}"
+        ) from None
+
+
+def _users_frame(exc: BaseException, root: Path) -> str | None:
+    """`file:line in function` of the innermost frame inside the project (not its venv)."""
+    root = root.resolve()
+
+    def mine(file: str) -> Path | None:
+        path = Path(file).resolve()
+        outside = not path.is_relative_to(root)
+        return None if outside or {"site-packages", ".venv"} & set(path.parts) else path
+
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if path := mine(frame.filename):
+            found = f"{path.relative_to(root)}:{frame.lineno} in {frame.name}"
+    if isinstance(exc, SyntaxError) and exc.filename and (path := mine(exc.filename)):
+        found = f"{path.relative_to(root)}:{exc.lineno}"  # the line that does not parse
+    return found
+
+
+def load_train_function(root: Path, entrypoint: str, log_dir: Path) -> TrainFn:
     """Import `module:function` from the project folder and check its signature."""
     module_name, _, func_name = entrypoint.partition(":")
     _forget_other_projects(root)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the user's module failed on one of its own imports: show that as it is
-        raise TrainingContractError(
-            f"training.entrypoint {entrypoint!r}: no module {module_name!r} in {root}; "
-            f"create {module_name}.py there or fix training.entrypoint in shipml.yaml"
-        ) from None
+    with user_code(f"importing {module_name}.py", root, log_dir):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise  # the module failed on one of its own imports: the user's error
+            raise TrainingContractError(
+                f"training.entrypoint {entrypoint!r}: no module {module_name!r} in {root}; "
+                f"create {module_name}.py there or fix training.entrypoint in shipml.yaml"
+            ) from None
     func = getattr(module, func_name, None)
     if func is None:
         names = [

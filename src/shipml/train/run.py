@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from shipml._libs import mlflow_client
 from shipml.config import Project
 from shipml.errors import ConfigError
-from shipml.train.entrypoint import check_estimator, load_train_function, project_modules
+from shipml.train.entrypoint import (
+    check_estimator,
+    load_train_function,
+    project_modules,
+    user_code,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,7 +115,8 @@ def split_frame(project: Project, frame: pd.DataFrame) -> Split:
 def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) -> TrainedModel:
     """Split, fit with the user's function, and log the run and model to MLflow."""
     cfg = project.config.training
-    fn = load_train_function(project.root, cfg.entrypoint)
+    logs = project.state_dir / "logs"
+    fn = load_train_function(project.root, cfg.entrypoint, logs)
     split = split_frame(project, frame)
     params = {**cfg.params, "target": cfg.target, "seed": cfg.seed}
     git = git_state(project.root)
@@ -153,7 +159,8 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
         )
         mlflow.log_input(dataset, context="training")
         t_fit = time.perf_counter()
-        model = fn(split.train.copy(), dict(params))
+        with user_code(f"{cfg.entrypoint}(data, params)", project.root, logs):
+            model = fn(split.train.copy(), dict(params))
         fit_s = time.perf_counter() - t_fit
         check_estimator(model, cfg.entrypoint)
         example = split.train[split.features].head(5)
