@@ -15,6 +15,25 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from shipml import __version__
+
+        typer.echo(f"shipml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """CI/CD for machine-learning models on tabular data."""
+
+
 pipeline.register_commands(app)
 data.register_commands(app)
 registry.register_commands(app)

@@ -89,12 +89,7 @@ def split_frame(project: Project, frame: pd.DataFrame) -> Split:
             f"training.target {cfg.target!r} must have exactly two labels for a binary "
             f"classifier; it has {len(labels)}: {labels[:10]}"
         )
-    positive = cfg.positive_label if cfg.positive_label is not None else labels[1]
-    if positive not in labels:
-        raise ConfigError(
-            f"training.positive_label {positive!r} is not a label of {cfg.target!r} "
-            f"(labels: {labels}); set it to one of them"
-        )
+    positive = _positive_label(cfg.positive_label, labels, cfg.target)
     if frame[cfg.target].isna().any():
         raise ConfigError(
             f"training.target {cfg.target!r} has {int(frame[cfg.target].isna().sum())} missing "
@@ -192,6 +187,31 @@ def train_model(project: Project, frame: pd.DataFrame, snapshot: SnapshotRef) ->
         split=split,
         git=git,
         timings={"user_fit": fit_s, "mlflow": total_s - fit_s},
+    )
+
+
+def _positive_label(given: Any, labels: list[Any], target: str) -> Any:
+    """The configured positive label as the value the column holds.
+
+    YAML gives `"1"` as text and `1` as a number; a label column read from CSV holds numbers
+    or text. A value that matches exactly one label as text (`"1"` for 1, `"true"` for True)
+    is that label; anything else is explained with the labels' type.
+    """
+    if given is None:
+        return labels[1]
+    if given in labels and all(type(given) is not bool or type(x) is bool for x in labels):
+        return given
+    spellings = {str(given).lower()}
+    if isinstance(given, bool):  # YAML 1.1 reads an unquoted yes/no/on/off as a boolean
+        spellings |= {"true", "yes", "y", "on"} if given else {"false", "no", "n", "off"}
+    matches = [x for x in labels if str(x).lower() in spellings]
+    if len(matches) == 1:
+        return matches[0]
+    kinds = sorted({type(_plain(x)).__name__ for x in labels})
+    raise ConfigError(
+        f"training.positive_label {given!r} ({type(given).__name__}) is not a label of "
+        f"{target!r}: its labels are {labels} ({'/'.join(kinds)}); set positive_label to one "
+        f"of them (quote text labels in shipml.yaml: YAML reads yes, no, on, off as booleans)"
     )
 
 
