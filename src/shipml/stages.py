@@ -115,7 +115,7 @@ def validate(ctx: Context, rec: StepRecord) -> str:
     ctx.reports["validation"] = str(report.docs_path)
     if not report.success:
         reasons = [f.reason for f in report.failures]
-        raise GateFailed("validation", [*reasons, f"Data Docs: {report.docs_path}"])
+        raise GateFailed("validation", [*reasons, f"report: {report.docs_path}"])
     return f"{report.evaluated} expectations passed on {label(snap)}"
 
 

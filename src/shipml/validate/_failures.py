@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Failure", "failures_from"]
+__all__ = ["Failure", "describe_types", "failures_from"]
 
 _MAX_SAMPLES = 5
 _INT_NAMES = {"int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
@@ -73,7 +73,11 @@ def failures_from(
         if error is not None:
             reason = f"{_subject(column)}: GX could not evaluate this check: {error} ({kind})"
         else:
-            reason = f"{_subject(column)}: {_describe(kind, kwargs, result)} ({kind})"
+            reason = f"{_subject(column)}: {_describe(kind, kwargs, result)}"
+            samples = _samples(result)
+            if samples and kind != "expect_column_values_to_not_be_null":
+                reason += f", e.g. {', '.join(_show(v) for v in samples[:3])}"
+            reason += f" ({kind})"
         out.append(Failure(kind, column, reason, _samples(result)))
     return out
 
@@ -93,7 +97,7 @@ def _describe(kind: str, kwargs: Mapping[str, Any], result: Mapping[str, Any]) -
     if kind == "expect_column_values_to_be_unique":
         return f"{bad:.1%} of values are duplicates, expected unique"
     if kind == "expect_column_values_to_be_in_type_list":
-        expected = _types(kwargs.get("type_list") or [])
+        expected = describe_types(kwargs.get("type_list") or [])
         if "observed_value" in result:
             return f"type {result['observed_value']}, expected {expected}"
         seen = sorted({type(v).__name__ for v in result.get("partial_unexpected_list") or []})
@@ -125,7 +129,8 @@ def _subject(column: str | None) -> str:
     return "table" if column is None else f"column '{column}'"
 
 
-def _types(names: Iterable[str]) -> str:
+def describe_types(names: Iterable[str]) -> str:
+    """A GX type list in words: every int and float name is "a number"."""
     given = set(names)
     if given >= _INT_NAMES | _FLOAT_NAMES:
         rest = given - _INT_NAMES - _FLOAT_NAMES
@@ -174,6 +179,13 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     return str(value)
+
+
+def _show(value: Any) -> str:
+    """One offending value as the user would write it: text quoted, numbers plain."""
+    if isinstance(value, str):
+        return repr(value)
+    return "null" if value is None else _fmt(value)
 
 
 def _fmt(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 One in-memory GX context per call. Everything GX writes goes under `docs_dir`: the HTML site
 (`index.html`, `validations/`, `expectations/`, `static/`) and the validation results it is
-rendered from (`_results/`), which keeps earlier runs listed in the index.
+rendered from (`_results/`), which keeps earlier runs listed in the index. The report a run
+points at is shipml's own self-contained page (`runs/`, `report.py`): Data Docs load their
+styles and scripts from CDNs and render blank offline.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipml.errors import ConfigError
 from shipml.validate._failures import Failure, failures_from
+from shipml.validate.report import write_report
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,17 +94,30 @@ def validate(
     gx_seconds = time.perf_counter() - started
 
     order = [e.configuration.kwargs.get("column") for e in suite.expectations]
+    failures = failures_from(
+        result.results, columns=set(data.columns), suite=suite.name, order=order
+    )
+    page = write_report(
+        result.results,
+        failures,
+        suite=suite.name,
+        label=label,
+        out=docs_dir / "runs" / f"{_slug(label)}-{run_id.run_time:%Y%m%dT%H%M%S%f}.html",
+        data_docs=docs_dir / "index.html",
+    )
     return ValidationReport(
         success=bool(result.success),
         suite=suite.name,
         label=label,
         evaluated=len(result.results),
-        failures=failures_from(
-            result.results, columns=set(data.columns), suite=suite.name, order=order
-        ),
-        docs_path=docs_dir / "index.html",
+        failures=failures,
+        docs_path=page,
         gx_seconds=gx_seconds,
     )
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
 def _read_suite(suite_path: Path) -> dict[str, Any]:

@@ -31,8 +31,9 @@ def test_clean_frame_passes_and_builds_docs(
     assert report.failures == []
     assert (report.suite, report.label) == ("credit", "credit@3")
     assert report.evaluated == len(suite["expectations"])
-    assert report.docs_path == (tmp_path / "docs" / "index.html").resolve()
+    assert report.docs_path.parent == (tmp_path / "docs" / "runs").resolve()
     assert "credit@3" in report.docs_path.read_text()
+    assert "credit@3" in (tmp_path / "docs" / "index.html").read_text()  # Data Docs too
     assert list(tmp_path.iterdir()) == [tmp_path / "docs"]  # nothing written outside docs_dir
     assert report.gx_seconds > 0
     assert json.loads(json.dumps(report.to_dict()))["success"] is True
@@ -40,10 +41,10 @@ def test_clean_frame_passes_and_builds_docs(
 
 def test_index_keeps_earlier_runs(frame: pd.DataFrame, suite_path: Path, tmp_path: Path) -> None:
     run(frame, suite_path, tmp_path, label="credit@1")
-    report = run(frame, suite_path, tmp_path, label="credit@2")
-    index = report.docs_path.read_text()
+    run(frame, suite_path, tmp_path, label="credit@2")
+    index = (tmp_path / "docs" / "index.html").read_text()
     assert "credit@1" in index and "credit@2" in index
-    assert (report.docs_path.parent / "expectations" / "credit.html").is_file()
+    assert (tmp_path / "docs" / "expectations" / "credit.html").is_file()
 
 
 def test_missing_column_is_one_readable_failure(
@@ -92,6 +93,7 @@ def test_values_outside_set_and_range_name_samples(
     report = run(frame, suite_path, tmp_path)
     (grade,) = failures_on(report, "grade")
     assert grade.samples == ["Z"] and "not in the expected set of 4" in grade.reason
+    assert "e.g. 'Z'" in grade.reason  # the offending value, named
     (emp,) = failures_on(report, "emp_length")
     assert emp.samples == [99.0] and "3.3% of values outside" in emp.reason
 
