@@ -76,7 +76,8 @@ class ValidationConfig(_Section):
     suite: str = Field("expectations/suite.json", description="Suite file in the project.")
     docs_dir: str | None = Field(
         None,
-        description="Where validation reports (runs/*.html) and Data Docs go; default <state.dir>/reports/validation.",
+        description="Where validation reports (runs/*.html) and Data Docs go; default "
+        "<state.dir>/reports/validation.",
     )
     suggest: SuggestConfig = SuggestConfig()
 
