@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
 
 _COMMIT = re.compile(r"[0-9]{20}\.json\Z")
+_STAGED_COMMIT = re.compile(r"_delta_log/[0-9]{20}\.json#[0-9]+\Z")
 
 
 def sha256_at(filesystem: FileSystem, path: str) -> str:
@@ -60,14 +61,17 @@ def _path(table: str, version: int) -> str:
 
 def data_files(filesystem: FileSystem, table: str) -> dict[str, float]:
     """Every data file under `table` (relative path -> mtime, epoch seconds), skipping the
-    `_`- and `.`-prefixed folders and files that Delta readers skip (`_delta_log`, `_shipml`)."""
+    `_`- and `.`-prefixed folders and files that Delta readers skip (`_delta_log`, `_shipml`),
+    plus the commit files delta-rs staged in `_delta_log` but never published (`<N>.json#1`)."""
     from pyarrow import fs
 
     found = {}
     selector = fs.FileSelector(table, recursive=True, allow_not_found=True)
     for info in filesystem.get_file_info(selector):
         rel = info.path[len(table) :].lstrip("/")
-        if info.type != fs.FileType.File or any(p[:1] in "_." for p in rel.split("/")):
+        if info.type != fs.FileType.File:
+            continue
+        if any(p[:1] in "_." for p in rel.split("/")) and not _STAGED_COMMIT.match(rel):
             continue
         found[rel] = info.mtime.timestamp() if info.mtime is not None else 0.0
     return found

@@ -1,4 +1,5 @@
-"""A killed ingest's data file that no commit references: reported by verify, removable."""
+"""A killed ingest's data file that no commit references (and the commit file it staged but
+never published): reported by verify, removable."""
 
 from __future__ import annotations
 
@@ -158,6 +159,7 @@ def test_an_ingest_killed_between_data_file_and_commit_leaves_an_orphan_clean_re
     killed = _shipml(project, "ingest", wrap=killer)
     committed = commit.exists()
     orphans = sorted({p.name for p in table.glob("*.parquet")} - before)
+    staged = [f"_delta_log/{p.name}" for p in (table / "_delta_log").glob("*.json#*")]
     verify = _shipml(project, "snapshots", "verify")
     listed = _shipml(project, "snapshots", "list", "--json")
     clean = _shipml(project, "snapshots", "clean", "--min-age", "0", "--json")
@@ -165,9 +167,10 @@ def test_an_ingest_killed_between_data_file_and_commit_leaves_an_orphan_clean_re
     again = _shipml(project, "ingest", "--json")
 
     assert killed.returncode == -9, killed.stdout + killed.stderr
-    assert not committed and len(orphans) == 1
-    assert verify.returncode == 1 and orphans[0] in verify.stdout
+    assert not committed and len(orphans) == 1 and len(staged) == 1
+    assert verify.returncode == 1 and orphans[0] in verify.stdout and staged[0] in verify.stdout
     assert [s["version"] for s in json.loads(listed.stdout)] == [0]
-    assert json.loads(clean.stdout)["removed"] == orphans
+    assert json.loads(clean.stdout)["removed"] == sorted([*orphans, *staged])
+    assert not list(table.glob("_delta_log/*#*"))
     assert after.returncode == 0, after.stdout
     assert again.returncode == 0 and json.loads(again.stdout)["steps"][0]["outputs"]["version"] == 1
