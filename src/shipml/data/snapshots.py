@@ -184,7 +184,8 @@ class SnapshotStore:
             ) from None
 
     def verify(self, dataset: str, version: int | None = None) -> VerifyResult:
-        """Recompute every file hash and the content hash of a snapshot (default: latest)."""
+        """Recompute every file hash and the content hash of a snapshot (default: latest),
+        and name the table's orphan files (any orphan fails it too)."""
         snapshot = self.get(dataset, version)
         filesystem, base = self._fs(dataset)
         problems = []
