@@ -1,4 +1,4 @@
-"""Data commands: `snapshots list | show | verify` and `expectations suggest`."""
+"""Data commands: `snapshots list | show | verify | clean` and `expectations suggest`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load
+from shipml.cli._common import JsonOpt, ProjectOpt, console, emit, errors, load, state
 
 VersionArg = Annotated[int | None, typer.Argument(help="Snapshot version; default: the latest.")]
 
@@ -55,7 +55,7 @@ def register_commands(app: typer.Typer) -> None:
     def snapshots_verify(
         version: VersionArg = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False
     ) -> None:
-        """Recompute a snapshot's hashes; exit 1 naming any modified or missing file."""
+        """Recompute a snapshot's hashes; exit 1 naming any modified, missing or orphan file."""
         from shipml.data.snapshots import SnapshotStore
 
         with errors(as_json):
@@ -63,13 +63,50 @@ def register_commands(app: typer.Typer) -> None:
             result = SnapshotStore(p.snapshot_root).verify(p.dataset, version)
         emit(
             as_json,
-            {"ok": result.ok, "problems": result.problems},
+            {"ok": result.ok, "problems": result.problems, "orphans": result.orphans},
             lambda: console().print(
                 "snapshot intact" if result.ok else "\n".join(result.problems), markup=False
             ),
         )
         if not result.ok:
             raise typer.Exit(1)
+
+    @snaps.command("clean")
+    def snapshots_clean(
+        min_age: Annotated[
+            float,
+            typer.Option(
+                min=0,
+                help="Keep orphans younger than this many minutes: they may belong to an "
+                "ingest that is about to commit.",
+            ),
+        ] = 60.0,
+        project: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Delete the data files no snapshot references (left by a killed ingest); audited."""
+        from shipml.data.snapshots import SnapshotStore
+
+        with errors(as_json):
+            p = load(project)
+            removed, kept = SnapshotStore(p.snapshot_root).remove_orphans(p.dataset, min_age * 60)
+            if removed:
+                with state(p) as store:
+                    store.audit(
+                        "snapshot.orphans_removed",
+                        p.dataset,
+                        {"dataset": p.dataset, "files": removed, "root": p.snapshot_root},
+                    )
+        lines = [f"removed {path}" for path in removed] + [
+            f"kept {path} (younger than {min_age:g} minutes; pass --min-age 0 once no ingest "
+            f"is running)"
+            for path in kept
+        ]
+        emit(
+            as_json,
+            {"removed": removed, "kept": kept},
+            lambda: console().print("\n".join(lines) or "no orphan files", markup=False),
+        )
 
     @expectations.command("suggest")
     def expectations_suggest(

@@ -9,6 +9,17 @@ read. Its commit carries the snapshot record as JSON in `userMetadata` (which Sp
 DESCRIBE HISTORY), so the table describes itself. The commit is atomic: a process killed
 mid-ingest leaves the previous snapshot as the latest. The file manifest is written after the
 commit; should that step be lost, `verify` says so and the next identical ingest records it.
+
+Row order is part of the data: every row carries its position in the source in a hidden
+column `_shipml_row`, and a read puts the rows back in that order (and drops the column). Delta
+writers and readers may reorder record batches (delta-rs does for a many-chunk Arrow table),
+so neither the content hash nor a seeded split may depend on the physical order. Snapshots
+written before this column existed (record without `row_column`) are read in stored order;
+an ingest of the same content writes a new, ordered version instead of reusing them.
+
+A killed ingest can leave a data file that no commit references: `orphans` lists such files,
+`verify` reports them, and `remove_orphans` deletes those older than a grace period (younger
+ones may belong to an ingest still running).
 """
 
 from __future__ import annotations
@@ -16,13 +27,13 @@ from __future__ import annotations
 import builtins
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipml._hashing import canonical_json, sha256_frame
-from shipml.data import _manifest
+from shipml.data import _manifest, _order
 from shipml.data._frames import prepare, to_frame
 from shipml.errors import SnapshotError, UsageError
 
@@ -33,6 +44,8 @@ if TYPE_CHECKING:
     from shipml.data.sources import RawSource
 
 __all__ = ["IngestResult", "Snapshot", "SnapshotStore", "VerifyResult"]
+
+ROW_COLUMN = _order.ROW_COLUMN
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 _KIND = "shipml.snapshot/1"
@@ -59,6 +72,7 @@ class Snapshot:
     rows: int
     schema: list[tuple[str, str]]
     files: dict[str, str]
+    row_column: str | None = None  # None: written before rows carried their order
 
     @property
     def ref(self) -> str:
@@ -75,6 +89,7 @@ class IngestResult:
 class VerifyResult:
     ok: bool
     problems: list[str]
+    orphans: list[str] = field(default_factory=list)
 
 
 class SnapshotStore:
@@ -91,9 +106,10 @@ class SnapshotStore:
         uri = self._uri(dataset)
         table, schema, frame = prepare(raw.frame, f"data from {raw.uri!r}")
         content_hash = sha256_frame(frame)
+        table = _order.with_row_column(table, f"data from {raw.uri!r}")
         exists = self._exists(uri)
         latest = self._snapshots(dataset)[-1:] if exists else []
-        if latest and latest[0].content_hash == content_hash:
+        if latest and latest[0].content_hash == content_hash and latest[0].row_column:
             if latest[0].files:
                 return IngestResult(latest[0], created=False)
             if self._actual_hash(latest[0]) == content_hash:  # manifest lost after commit
@@ -107,6 +123,7 @@ class SnapshotStore:
             "content_hash": content_hash,
             "rows": len(frame),
             "schema": schema,
+            "row_column": ROW_COLUMN,
         }
         metadata = canonical_json(record)
         write_deltalake(
@@ -167,7 +184,8 @@ class SnapshotStore:
             ) from None
 
     def verify(self, dataset: str, version: int | None = None) -> VerifyResult:
-        """Recompute every file hash and the content hash of a snapshot (default: latest)."""
+        """Recompute every file hash and the content hash of a snapshot (default: latest),
+        and name the table's orphan files (any orphan fails it too)."""
         snapshot = self.get(dataset, version)
         filesystem, base = self._fs(dataset)
         problems = []
@@ -197,7 +215,47 @@ class SnapshotStore:
                     f"{'cannot be read' if content is None else f'hashes to {content}'}, "
                     f"recorded {snapshot.content_hash}; restore its files or re-ingest"
                 )
-        return VerifyResult(ok=not problems, problems=problems)
+        orphans = sorted(self.orphans(dataset))
+        problems += [
+            f"file {path} of table {dataset} belongs to no snapshot (left by an ingest that "
+            f"stopped before its commit); remove it with `shipml snapshots clean`"
+            for path in orphans
+        ]
+        return VerifyResult(ok=not problems, problems=problems, orphans=orphans)
+
+    def orphans(self, dataset: str) -> dict[str, float]:
+        """Data files in the table folder that no commit references: {path: age in seconds}.
+
+        Empty when the Delta log does not start at version 0 (a file may then be referenced
+        by a commit that is gone, so none is called unused).
+        """
+        import time
+
+        filesystem, base = self._fs(dataset)
+        committed = _manifest.committed_files(filesystem, base)
+        if committed is None:
+            return {}
+        now = time.time()
+        found = _manifest.data_files(filesystem, base)
+        return {p: max(0.0, now - m) for p, m in sorted(found.items()) if p not in committed}
+
+    def remove_orphans(
+        self, dataset: str, min_age: float
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Delete the orphans at least `min_age` seconds old; (removed, kept as too recent).
+
+        A younger one may be the data file of an ingest that is about to commit it.
+        """
+        self.list(dataset)  # a clear error for an unknown dataset
+        filesystem, base = self._fs(dataset)
+        removed, kept = [], []
+        for path, age in self.orphans(dataset).items():
+            if age < min_age:
+                kept.append(path)
+                continue
+            filesystem.delete_file(f"{base}/{path}")
+            removed.append(path)
+        return removed, kept
 
     # -- internals -------------------------------------------------------------------------
 
@@ -245,7 +303,10 @@ class SnapshotStore:
 
         uri = self._uri(snapshot.dataset)
         table = DeltaTable(uri, version=snapshot.version, storage_options=self._options)
-        return to_frame(table.to_pyarrow_table(), snapshot.schema)
+        data = table.to_pyarrow_table()
+        if snapshot.row_column:
+            data = _order.in_row_order(data, snapshot.row_column, snapshot.rows)
+        return to_frame(data, snapshot.schema)
 
     def _actual_hash(self, snapshot: Snapshot) -> str | None:
         try:
@@ -284,6 +345,7 @@ def _snapshot(
         rows=int(record["rows"]),
         schema=[(str(c), str(t)) for c, t in record["schema"]],
         files=files,
+        row_column=record.get("row_column"),
     )
 
 
