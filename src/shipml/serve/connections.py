@@ -110,16 +110,16 @@ class Protocol(HttpToolsProtocol):
         self._timer, self._timer_phase = None, None
         if self.transport.is_closing():
             return
-        limit = self._limits[phase]
-        answer = phase == _BODY or self._began  # a client that sent nothing gets no answer
         cycle = self.cycle
-        if phase == _BODY and cycle is not None and not cycle.response_complete:
-            if cycle.response_started:
-                answer = False
-            cycle.disconnected = True  # the request task sees a disconnect, sends nothing
-            cycle.message_event.set()
+        if phase == _HEADERS:
+            answer = self._began  # a client that sent nothing gets no answer
+        else:  # no 408 after an answer the app already gave (e.g. a 413 before the body)
+            answer = cycle is not None and not cycle.response_started
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True  # the request task sees a disconnect, sends nothing
+                cycle.message_event.set()
         if answer:
-            self.transport.write(_timeout_response(phase, limit))
+            self.transport.write(_timeout_response(phase, self._limits[phase]))
         self.transport.close()
 
 

@@ -52,10 +52,11 @@ async def trickle(port: int, first: bytes, step: bytes, give_up_s: float) -> byt
 def test_trickling_headers_and_bodies_are_cut(
     model_dir: Path, credit_project: Path, rows: pd.DataFrame
 ) -> None:
-    """20 connections trickle a header line, 20 a body (of a declared 100 kB), 10 send
-    nothing. With deadlines of 1 s, the server closes every one of them well within the
-    test's bound of 20 s (before the fix it read them for as long as they trickled), answers
-    408 where a request had begun, and keeps answering a normal client meanwhile."""
+    """20 connections trickle a header line, 20 a body (of a declared 100 kB), 5 a body too
+    large to read (answered 413 at once, then still trickled), 10 send nothing. With deadlines
+    of 1 s, the server closes every one of them well within the test's bound of 20 s (before
+    the fix it read them for as long as they trickled), answers 408 where a request had begun
+    and had no answer yet, and keeps answering a normal client meanwhile."""
     server = start_server(
         model_dir,
         credit_project,
@@ -63,26 +64,30 @@ def test_trickling_headers_and_bodies_are_cut(
     )
     port = int(server.url.rsplit(":", 1)[1])
     body_head = HEAD + b"content-length: 100000\r\n\r\n{"
+    huge_head = HEAD + b"content-length: 900000000\r\n\r\n{"
+    Results = list[bytes | None]
 
-    async def main() -> tuple[list[bytes | None], list[bytes | None], list[bytes | None], int]:
+    async def main() -> tuple[Results, Results, Results, Results, int]:
         headers = [trickle(port, HEAD + b"x-slow: ", b"a", 20) for _ in range(20)]
         bodies = [trickle(port, body_head, b" ", 20) for _ in range(20)]
+        huge = [trickle(port, huge_head, b" ", 20) for _ in range(5)]
         silent = [trickle(port, b"", b"", 20) for _ in range(10)]
-        tasks = [asyncio.ensure_future(c) for c in (*headers, *bodies, *silent)]
+        tasks = [asyncio.ensure_future(c) for c in (*headers, *bodies, *huge, *silent)]
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             normal = await client.post(
                 "/invocations", json={"dataframe_records": records(rows.head(3))}
             )
         done = await asyncio.gather(*tasks)
-        return done[:20], done[20:40], done[40:], normal.status_code
+        return done[:20], done[20:40], done[40:45], done[45:], normal.status_code
 
     try:
-        headers, bodies, silent, normal = asyncio.run(main())
+        headers, bodies, huge, silent, normal = asyncio.run(main())
     finally:
         server.stop()
     assert normal == 200
-    not_cut = sum(r is None for r in (*headers, *bodies, *silent))
-    assert not_cut == 0, f"{not_cut} of 50 slow connections were still open after 20 s"
+    not_cut = sum(r is None for r in (*headers, *bodies, *huge, *silent))
+    assert not_cut == 0, f"{not_cut} of 55 slow connections were still open after 20 s"
     assert all(r is not None and r.startswith(b"HTTP/1.1 408 ") for r in headers), headers
     assert all(r is not None and b'"body_timeout"' in r for r in bodies), bodies
+    assert all(r is not None and r.startswith(b"HTTP/1.1 413 ") and b" 408 " not in r for r in huge)
     assert all(r == b"" for r in silent), silent  # nothing sent, so no answer: just closed
