@@ -6,8 +6,8 @@ request task) for as long as it likes. `Protocol` adds one deadline per phase of
 its header block must arrive within `header_timeout_s` (from connect, or from the first byte
 of a later request on a kept-alive connection), its body within `body_timeout_s` (from the
 end of its headers). Past it the connection gets 408 (when a request had begun) and is
-closed; a request task waiting for the body sees a disconnect. No timer is made for a
-request that arrives in one read, which is nearly every request.
+closed; a request task waiting for the body sees a disconnect. Beyond the one armed at
+connect, no timer is made for a request that arrives in one read (nearly every request).
 
 uvicorn's own shutdown resets two kinds of connection whose requests were fully sent:
 - connections in the listening socket's accept backlog, because closing the listener makes
