@@ -214,6 +214,24 @@ class ServeConfig(_Section):
         4096, ge=1, description="Rows waiting beyond this are shed with 503 and Retry-After."
     )
     timeout_ms: float = Field(5000, gt=0, description="A request not answered by then gets 504.")
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="A connection that has not sent a request's whole header block within "
+        "this (from connect, or from the request's first byte) is closed.",
+    )
+    body_timeout_s: float = Field(
+        30,
+        gt=0,
+        description="A request body not received whole within this (from the end of its "
+        "headers) gets 408 and its connection is closed.",
+    )
+    stuck_call_s: float = Field(
+        10,
+        gt=0,
+        description="A model call running longer than this marks its variant stuck: /readyz "
+        "answers 503 naming it, and its requests get 503 at once until the call returns.",
+    )
     max_body_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Larger bodies get 413 without being read whole."
     )

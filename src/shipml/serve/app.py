@@ -4,7 +4,8 @@ Routes (all JSON):
     POST /invocations                       MLflow scoring formats
     POST /v2/models/{name}/infer            Open Inference Protocol v2
     GET  /v2/models/{name}, /v2/models/{name}/ready, /v2/health/live, /v2/health/ready
-    GET  /healthz, /readyz                  liveness; readiness (models loaded and warmed up)
+    GET  /healthz, /readyz                  liveness; readiness (models loaded and warmed up,
+                                            no serving variant stuck in a model call)
     GET  /metrics                           Prometheus
     GET  /openapi.json                      this API, for clients and schemathesis
     POST /feedback                          the true label of an earlier request
@@ -35,7 +36,7 @@ import orjson
 
 from shipml.config import ServeConfig
 from shipml.errors import ShipmlError
-from shipml.serve.batcher import Batcher, ModelError, Overloaded
+from shipml.serve.batcher import Batcher, ModelError, Overloaded, Stuck
 from shipml.serve.http import Receive, Scope, Send, error, headers_of, read_body, respond
 from shipml.serve.inputs import (
     V2_DATATYPE,
@@ -140,6 +141,7 @@ class App:
             max_batch_rows=self.config.max_batch_rows,
             max_wait_s=self.config.max_wait_ms / 1000,
             max_queue_rows=self.config.max_queue_rows,
+            stuck_after_s=self.config.stuck_call_s,
         )
         await loop.run_in_executor(None, model.predict, warmup_batch(model))
         batcher.start()
@@ -195,6 +197,10 @@ class App:
             if path == "/invocations" and method == "POST":
                 await self._predict(scope, receive, send, v2=False)
             elif path.startswith("/v2/models/") and path.endswith("/infer") and method == "POST":
+                name = path.removeprefix("/v2/models/").removesuffix("/infer")
+                if self._variant_for(name) is None:  # also "a/versions/3": no such route
+                    await error(send, 404, "model_not_found", f"no model {name!r} is served here")
+                    return
                 await self._predict(scope, receive, send, v2=True)
             elif path.startswith("/admin/"):
                 await self.admin.handle(scope, receive, send)
@@ -216,8 +222,7 @@ class App:
         if path in ("/healthz", "/v2/health/live"):
             await respond(send, 200, b'{"status":"alive"}')
         elif path in ("/readyz", "/v2/health/ready"):
-            status = 200 if self.ready and self.routing.variants else 503
-            await respond(send, status, orjson.dumps({"ready": status == 200}))
+            await self._readiness(send)
         elif path == "/metrics":
             body, content_type = self.metrics.render()
             await respond(send, 200, body, [(b"content-type", content_type.encode())])
@@ -237,7 +242,7 @@ class App:
             await error(send, 404, "model_not_found", f"no model {name!r}; see GET /v2/models/...")
             return
         if tail == "ready":
-            await respond(send, 200 if self.ready else 503, orjson.dumps({"ready": self.ready}))
+            await self._readiness(send)
             return
         m = variant.model
         body = {
@@ -252,6 +257,26 @@ class App:
             "parameters": {"positive_label": m.positive_label},
         }
         await respond(send, 200, orjson.dumps(body))
+
+    async def _readiness(self, send: Send) -> None:
+        reason = self.not_ready_reason()
+        body = {"ready": True} if reason is None else {"ready": False, "reason": reason}
+        await respond(send, 200 if reason is None else 503, orjson.dumps(body))
+
+    def not_ready_reason(self) -> str | None:
+        """Why this server should get no traffic now, or None when it is ready."""
+        if not self.ready or not self.routing.variants:
+            return "starting or stopping: the models are not loaded"
+        for v in self.routing.variants.values():
+            if v.shadow or v.weight <= 0:  # gets no traffic of its own
+                continue
+            if stuck := v.batcher.stuck_for():
+                return (
+                    f"variant {v.name!r} (model {v.model.name} version {v.model.version}) is "
+                    f"stuck: its model call has run {stuck:.1f} s, longer than "
+                    f"serve.stuck_call_s={self.config.stuck_call_s:g}"
+                )
+        return None
 
     def _variant_for(self, name: str) -> Variant | None:
         for v in self.routing.variants.values():
@@ -288,7 +313,7 @@ class App:
         )
         try:
             proba = await variant.batcher.predict(batch, self.timeout_s)
-        except (TimeoutError, Overloaded, ModelError) as exc:
+        except (TimeoutError, Overloaded, Stuck, ModelError) as exc:
             status, code = _failure(exc)
             self.metrics.errors.labels(*labels, code).inc()
             self.metrics.requests.labels(*labels, str(status)).inc()
@@ -336,7 +361,7 @@ class App:
         start = time.perf_counter()
         try:
             proba = await variant.batcher.predict(batch, self.timeout_s)
-        except (TimeoutError, Overloaded, ModelError) as exc:
+        except (TimeoutError, Overloaded, Stuck, ModelError) as exc:
             status, code = _failure(exc)
             self.metrics.errors.labels(*labels, code).inc()
             self.metrics.requests.labels(*labels, str(status)).inc()
@@ -384,9 +409,11 @@ class App:
 
 def _failure(exc: Exception) -> tuple[int, str]:
     """The status and error code of a prediction that got no answer."""
-    return {TimeoutError: (504, "timeout"), Overloaded: (503, "overloaded")}.get(
-        type(exc), (500, "model_error")
-    )
+    return {
+        TimeoutError: (504, "timeout"),
+        Overloaded: (503, "overloaded"),
+        Stuck: (503, "model_stuck"),
+    }.get(type(exc), (500, "model_error"))
 
 
 def warmup_batch(model: ServedModel) -> Batch:

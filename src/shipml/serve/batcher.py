@@ -13,6 +13,12 @@ raised at once (the server answers 503 with Retry-After), so admitted requests k
 latency instead of all of them timing out together. `predict(batch, timeout)` raises
 TimeoutError when no answer is ready in time; a request that timed out is left out of the
 next model call.
+
+A model call that runs longer than `stuck_after_s` makes the variant *stuck*: `stuck_for()`
+says for how long (the server's readiness turns red), and new requests get `Stuck` at once
+instead of queueing behind the call. Each variant has its own batcher and its own model
+thread, so a stuck call holds only its own variant; the thread is a daemon, so a call that
+never returns does not keep the process from exiting, and `close()` never waits for it.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ import asyncio
 import collections
 import contextlib
 import math
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +46,10 @@ class Overloaded(Exception):
 
 class ModelError(Exception):
     """The model raised on this request's rows."""
+
+
+class Stuck(Exception):
+    """The variant's current model call has run longer than `stuck_after_s`; retry later."""
 
 
 @dataclass(slots=True)
@@ -54,29 +67,41 @@ class Batcher:
         max_batch_rows: int,
         max_wait_s: float,
         max_queue_rows: int,
+        stuck_after_s: float = math.inf,
     ) -> None:
         self.model = model
         self.max_batch_rows = max_batch_rows
         self.max_wait_s = max_wait_s
         self.max_queue_rows = max_queue_rows
+        self.stuck_after_s = stuck_after_s
         self.queued_rows = 0
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wake: asyncio.Future[None] | None = None
         # One thread: model calls run one at a time (no OpenMP team per request thread), and
         # the event loop keeps parsing and answering requests meanwhile.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{model.name}")
+        self._thread = _ModelThread(f"model-{model.name}")
+        self._call_started: float | None = None  # time.perf_counter() of the running call
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def stuck_for(self) -> float:
+        """How long the running model call has run, if longer than `stuck_after_s`; else 0."""
+        started = self._call_started
+        running = 0.0 if started is None else time.perf_counter() - started
+        return running if running > self.stuck_after_s else 0.0
+
     async def predict(self, batch: Batch, timeout: float | None = None) -> np.ndarray:
         """The positive-class probabilities of `batch`'s rows.
 
-        Raises Overloaded at once when the queue is full, TimeoutError when no answer is ready
-        within `timeout` seconds, ModelError when the model raises on these rows.
+        Raises Overloaded at once when the queue is full, Stuck at once when the running model
+        call has run too long, TimeoutError when no answer is ready within `timeout` seconds,
+        ModelError when the model raises on these rows.
         """
+        if stuck := self.stuck_for():
+            raise Stuck(f"variant's model call has run {stuck:.1f} s (serve.stuck_call_s)")
         if self.queued_rows + batch.rows > self.max_queue_rows and self.queued_rows > 0:
             raise Overloaded(f"{self.queued_rows} rows already queued")
         loop = asyncio.get_running_loop()
@@ -105,7 +130,7 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        self._thread.stop()  # never joined: a stuck call must not hold the event loop
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,7 +141,7 @@ class Batcher:
                 continue
             try:
                 batches = [p.batch for p in live]
-                proba = await loop.run_in_executor(self._executor, self._predict, batches)
+                proba = await self._call(loop, self._predict, batches)
             except Exception:
                 await self._one_by_one(live)  # only the offending request fails
                 continue
@@ -130,6 +155,15 @@ class Batcher:
                     else:
                         p.future.set_result(proba[start:end])
                 start = end
+
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], np.ndarray], arg: Any
+    ) -> np.ndarray:
+        self._call_started = time.perf_counter()
+        try:
+            return await self._thread.run(loop, fn, arg)
+        finally:
+            self._call_started = None
 
     def _predict(self, batches: list[Batch]) -> np.ndarray:
         """On the model thread: the merge (numpy copies) is off the event loop too."""
@@ -181,7 +215,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         for p in group:
             try:
-                proba = await loop.run_in_executor(self._executor, self.model.predict, p.batch)
+                proba = await self._call(loop, self.model.predict, p.batch)
             except Exception as exc:
                 if not p.future.done():
                     p.future.set_exception(ModelError(f"{type(exc).__name__}: {exc}"))
@@ -201,3 +235,44 @@ def _merge(batches: list[Batch]) -> Batch:
     names = batches[0].columns.keys()
     columns = {n: np.concatenate([b.columns[n] for b in batches]) for n in names}
     return Batch(columns=columns, rows=sum(b.rows for b in batches))
+
+
+class _ModelThread:
+    """One daemon thread that runs model calls in order, handing results to the event loop.
+
+    Not a ThreadPoolExecutor: its threads are joined when the interpreter exits, so one model
+    call that never returns would keep a stopped server from ever exiting.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def run(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], np.ndarray], arg: Any
+    ) -> asyncio.Future[np.ndarray]:
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._jobs.put((loop, future, fn, arg))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, arg = job
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(arg), None)
+            except BaseException as exc:  # handed to the awaiting request, like an executor
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed while the call ran
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # cancelled (the batcher was closed)
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

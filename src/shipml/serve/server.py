@@ -5,15 +5,22 @@ would write request data to logs). With `workers > 1` each worker process builds
 from the spec passed in `SHIPML_SERVE_SPEC`, and metrics switch to prometheus-client's
 multiprocess mode in a private directory, so counts are summed across workers.
 
-SIGTERM (or Ctrl-C): uvicorn stops accepting connections, lets in-flight requests finish,
-then the app's shutdown answers everything queued and flushes the inference log.
+The HTTP protocol and the server are uvicorn's with two changes (connections.py): read
+deadlines (`serve.header_timeout_s`, `serve.body_timeout_s`) cut slow clients, and SIGTERM
+(or Ctrl-C) answers every request whose bytes had arrived: the server stops accepting, takes
+in the connections already queued in the accept backlog, reads and answers each request
+already received (closing the connection after it), closes idle connections, and then the
+app's shutdown answers everything queued and flushes the inference log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,11 +63,17 @@ def app_from_env() -> App:
 def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
+    from shipml.serve.connections import Protocol, Server
+
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": functools.partial(
+            Protocol,
+            header_timeout_s=spec.serve.header_timeout_s,
+            body_timeout_s=spec.serve.body_timeout_s,
+        ),
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",
@@ -69,8 +82,14 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
     }
     spec = dataclasses.replace(spec, workers=workers)
     if workers == 1:
-        uvicorn.run(App(spec), **options)
+        server = Server(uvicorn.Config(App(spec), **options))
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised after the shutdown
+            server.run()
+        if not server.started:
+            sys.exit(3)  # as uvicorn.run: the app's start-up failed (logged), or the bind did
         return
+    # Each worker runs uvicorn's own Server: read deadlines hold there too, but a SIGTERM
+    # resets connections still queued in the shared accept backlog (see docs/architecture.md).
     with tempfile.TemporaryDirectory(prefix="shipml-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         payload = {**dataclasses.asdict(spec), "serve": spec.serve.model_dump(mode="json")}

@@ -75,9 +75,16 @@ class Served:
         return self.process.wait(timeout)
 
 
-def start_server(model: Path, project: Path, *extra: str, wait: float = 120) -> Served:
+def start_server(
+    model: Path,
+    project: Path,
+    *extra: str,
+    wait: float = 120,
+    env: dict[str, str] | None = None,
+) -> Served:
+    """`shipml serve` on a free port; `env` adds variables (e.g. SHIPML_SERVE__... overrides)."""
     port = free_port()
-    env = {**os.environ, "SHIPML_ADMIN_TOKEN": TOKEN}
+    env = {**os.environ, "SHIPML_ADMIN_TOKEN": TOKEN, **(env or {})}
     cmd = [
         sys.executable,
         "-m",

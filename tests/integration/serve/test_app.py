@@ -99,6 +99,20 @@ def test_every_protocol_gives_the_in_process_probabilities(
     run(model_dir, test)
 
 
+def test_infer_for_a_model_not_served_is_404(model_dir: Path, rows: pd.DataFrame) -> None:
+    """Like the metadata route: a name (or a versioned path) this server does not serve is
+    404, never an answer from the model that is served."""
+
+    async def test(app: App, client: Client) -> None:
+        for path in ("/v2/models/nope/infer", "/v2/models/credit/versions/7/infer"):
+            r = await client.post(path, json=v2(rows.head(1)))
+            assert r.status_code == 404, (path, r.text)
+            assert r.json()["error"]["code"] == "model_not_found"
+        assert (await client.post("/v2/models/credit/infer", json=v2(rows.head(1)))).is_success
+
+    run(model_dir, test)
+
+
 def test_health_readiness_and_openapi(model_dir: Path) -> None:
     async def test(app: App, client: Client) -> None:
         for path in (
@@ -322,6 +336,60 @@ def test_slow_answers_time_out_with_504(model_dir: Path, rows: pd.DataFrame) -> 
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
 
     run(model_dir, test, timeout_ms=50)
+
+
+def test_a_stuck_model_turns_readiness_red_and_holds_only_its_variant(
+    model_dir: Path, rows: pd.DataFrame
+) -> None:
+    """The canary's model call hangs (a fake: predict blocks on an event, as a deadlocked
+    native library would). /readyz turns 503 naming the canary; the canary's requests get
+    503 at once; stable's keep getting 200 while the call still hangs, also after the canary
+    is removed (closing its batcher must not wait for the hung call on the event loop)."""
+    import threading
+
+    release = threading.Event()
+    watchdog = threading.Timer(60, release.set)  # the test's bound if the server froze
+
+    async def test(app: App, client: Client) -> None:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        canary = await app.add_variant(VariantSpec("canary", str(model_dir), "credit", "2", 100))
+        real = canary.model.predict
+        object.__setattr__(canary.model, "predict", lambda b: (release.wait(), real(b))[1])
+        body = split(rows.head(1))
+        first = [asyncio.ensure_future(client.post("/invocations", json=body)) for _ in range(8)]
+        ready = await client.get("/readyz")
+        for _ in range(200):  # until the hung call counts as stuck (0.2 s), at most ~20 s
+            if ready.status_code == 503:
+                break
+            await asyncio.sleep(0.1)
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert "'canary'" in ready.json()["reason"] and "stuck" in ready.json()["reason"]
+        assert (await client.get("/v2/models/credit/ready")).status_code == 503
+        answers = await asyncio.gather(*[client.post("/invocations", json=body) for _ in range(20)])
+        by_variant: dict[str, set[int]] = {}
+        for r in answers:
+            name = r.headers.get("x-shipml-variant", "canary")  # errors carry no variant
+            by_variant.setdefault(name, set()).add(r.status_code)
+        assert by_variant.get("stable") == {200}, by_variant
+        assert by_variant.get("canary") == {503}, by_variant
+        removed = await client.delete("/admin/variants/canary", headers=auth)
+        assert removed.status_code == 200
+        for _ in range(30):  # old code froze here once the canary's queue had drained
+            r = await client.post("/invocations", json=body)
+            assert r.status_code == 200 and r.headers["x-shipml-variant"] == "stable"
+            assert not release.is_set(), "stable waited for the canary's hung call"
+            await asyncio.sleep(0.05)
+        assert (await client.get("/readyz")).status_code == 200  # the stuck variant is gone
+        release.set()
+        await asyncio.gather(*first)
+
+    watchdog.start()
+    try:
+        run(model_dir, test, stuck_call_s=0.2, timeout_ms=1000)
+    finally:
+        release.set()
+        watchdog.cancel()
 
 
 @pytest.mark.parametrize("missing", ["allow", "reject"])
