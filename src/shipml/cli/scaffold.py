@@ -67,18 +67,25 @@ def register_commands(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        markdown: Annotated[bool, typer.Option(help="Markdown (for CI summaries).")] = True,
+        markdown: Annotated[
+            bool, typer.Option("--markdown", help="Markdown (the default; for CI summaries).")
+        ] = True,
         project: ProjectOpt = Path("."),
+        as_json: JsonOpt = False,
     ) -> None:
         """The verdict of every gate of the newest run, as Markdown (CI job summaries, MR notes)."""
         from shipml.report import latest_run
         from shipml.report import markdown as render
 
-        with errors(False):
+        with errors(as_json):
             p = load(project)
             with state(p) as store:
                 steps = latest_run(store.steps())
-        sys.stdout.write(render(steps, title=f"shipml · {p.name}"))
+        emit(
+            as_json,
+            [s.__dict__ for s in steps],
+            lambda: print(render(steps, title=f"shipml · {p.name}"), end=""),
+        )
 
 
 def _prompt(question: str, choices: Sequence[str]) -> str:

@@ -4,7 +4,9 @@ Both map shipml's stages to the same jobs: validate (ingest + validate) and test
 push and merge request; train (ingest + train + evaluate + register) on the default branch;
 build and deploy behind the protected `production` environment. Every job's real work is one
 `shipml` command, wrapped so that exit 1 (a gate said no) and any other code (an error) are
-reported differently, followed by `shipml report --markdown` into the job's summary.
+reported differently, and followed by `shipml report --markdown` (the job summary on GitHub,
+summary.md among the artifacts on GitLab; in the script itself, as GitLab's after_script may
+not see the job's files).
 
 Templates are plain text with `@@NAME@@` placeholders (GitHub's `${{ }}` and GitLab's `$VAR`
 would clash with a template language); `@@GATE:ARGS@@` expands to the wrapped command.
@@ -67,14 +69,19 @@ _GITHUB_SUMMARY = """\
 
 _GITLAB_GATE = """\
     - |
+      python_bin=${{SHIPML_PYTHON:-.venv/bin/python}}
       code=0
-      "${{SHIPML_PYTHON:-.venv/bin/python}}" -m shipml {args} || code=$?
+      "$python_bin" -m shipml {args} || code=$?
+      mkdir -p .shipml/reports
+      "$python_bin" -m shipml report --markdown > .shipml/reports/summary.md \\
+        || echo "no shipml report: no state store to read" > .shipml/reports/summary.md
+      cat .shipml/reports/summary.md
       case "$code" in
         0) ;;
         1) echo "shipml {args}: a gate said no (exit 1); see summary.md" ;;
         *) echo "shipml {args}: exit $code, an error (config, data, environment), not a gate" ;;
       esac
-      exit "$code\""""
+      [ "$code" -eq 0 ] || exit "$code\""""
 
 
 def default_pip_spec() -> str:

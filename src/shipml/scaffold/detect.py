@@ -91,6 +91,9 @@ def _target(frame: pd.DataFrame, target: str | None, ask: Ask | None, notes: lis
     if len(named) == 1:
         notes.append(f"target {named[0]!r}: the one two-valued column with a target-like name")
         return named[0]
+    if not named and len(binary) == 1:
+        notes.append(f"target {binary[0]!r}: the only two-valued column (shipml is binary)")
+        return binary[0]
     candidates = named or binary
     if not candidates:
         raise UsageError(
