@@ -142,7 +142,12 @@ def _positive(
         )
     events = [v for v in labels if str(v).lower() in EVENT_LABELS]
     if len(events) == 1:
-        notes.append(f"positive label {events[0]!r} of {shown}: it names the event")
+        why = (
+            "the usual code of the event"
+            if str(events[0]) in ("1", "True")
+            else "it names the event"
+        )
+        notes.append(f"positive label {events[0]!r} of {shown}: {why}")
         return events[0]
     if ask is not None:
         question = f"Which value of {column!r} is the event to predict?"
