@@ -38,10 +38,19 @@ class Result:
 
 def shipml(project: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     """Run `shipml ARGS --project PROJECT`, and fail if it tried to reach the network."""
+    return _offline(project, [*args, "--project", str(project)], env)
+
+
+def init(directory: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    """Run `shipml init DIRECTORY ARGS`, and fail if it tried to reach the network."""
+    return _offline(directory, ["init", str(directory), *args], env)
+
+
+def _offline(project: Path, args: list[str], env: dict[str, str] | None) -> Result:
     log = project.parent / f"network-{os.getpid()}.log"
     log.unlink(missing_ok=True)
     proc = subprocess.run(
-        [sys.executable, str(OFFLINE), *args, "--project", str(project)],
+        [sys.executable, str(OFFLINE), *args],
         capture_output=True,
         text=True,
         timeout=900,

@@ -36,6 +36,7 @@ FLOORS: dict[str, int] = {
     "evaluate": 3,
     "serve": 3,
     "project_tests": 3,
+    "report": 3,
     "build": 4,
     "deploy": 5,
     "monitor": 5,

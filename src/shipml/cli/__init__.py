@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shipml.cli import build, data, deploy, pipeline, project, registry, serve
+from shipml.cli import build, data, deploy, pipeline, project, registry, scaffold, serve
 
 app = typer.Typer(
     name="shipml",
@@ -41,6 +41,7 @@ project.register_commands(app)
 serve.register_commands(app)
 build.register_commands(app)
 deploy.register_commands(app)
+scaffold.register_commands(app)
 
 
 # The top-level module of each dependency an extra brings (pyproject.toml), and that extra.

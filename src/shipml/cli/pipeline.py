@@ -23,16 +23,28 @@ def register_commands(app: typer.Typer) -> None:
     def run(
         project: ProjectOpt = Path("."),
         snapshot: SnapshotOpt = None,
+        stages: Annotated[
+            str | None,
+            typer.Option(
+                help="Only these stages, comma-separated (e.g. ingest,validate), run in "
+                "pipeline order as one run: what a CI job runs."
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Run all stages; stop at the first failed gate.
 
-        The stages, in order: ingest, validate, test, train, evaluate, register, deploy (the
-        first champion is served locally; later candidates wait for `shipml deploy`).
+        The stages, in order: ingest, validate, test, train, evaluate, register, build, deploy
+        (the first champion is served locally; later candidates wait for `shipml deploy`).
         """
         from shipml.pipeline import ORDER
 
-        _run(project, ORDER, snapshot, as_json)
+        names = ORDER
+        if stages is not None:
+            chosen = [s.strip() for s in stages.split(",") if s.strip()]
+            order = {name: i for i, name in enumerate(ORDER)}
+            names = sorted(chosen, key=lambda s: order.get(s, len(ORDER)))
+        _run(project, names, snapshot, as_json)
 
     for stage, doc in [
         ("ingest", "Snapshot the data source (nothing new if unchanged)."),

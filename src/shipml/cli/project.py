@@ -1,4 +1,4 @@
-"""Project-wide commands: `config show`, `audit verify`."""
+"""Project-wide commands: `config show | reference | schema`, `audit verify | log`."""
 
 from __future__ import annotations
 
@@ -58,6 +58,16 @@ def register_commands(app: typer.Typer) -> None:
         else:
             changed = update_file(write)
             console().print(f"{write}: {'updated' if changed else 'already current'}", markup=False)
+
+    @config_app.command("schema")
+    def config_schema() -> None:
+        """Print the JSON Schema of shipml.yaml (editors read it from the `$schema` line)."""
+        import json
+        import sys
+
+        from shipml.scaffold.project import config_schema as schema
+
+        sys.stdout.write(json.dumps(schema(), indent=2) + "\n")
 
     @audit_app.command("verify")
     def audit_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:

@@ -45,7 +45,11 @@ def test_every_command_has_json_or_is_a_writer(path: tuple[str, ...]) -> None:
     for name in path:
         cmd = cmd.commands[name]  # type: ignore[attr-defined]
     names = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
-    assert "--json" in names or path in {("config", "reference"), ("serve",)}, path
+    assert "--json" in names or path in {
+        ("config", "reference"),
+        ("config", "schema"),
+        ("serve",),
+    }, path
 
 
 def test_missing_config_is_exit_2_one_line_no_traceback(tmp_path: Path) -> None:
