@@ -55,4 +55,4 @@ def test_init_then_run_passes(tmp_path: Path, name: str) -> None:
     steps = {s["stage"]: s for s in out.json["steps"]}
     assert steps["ingest"]["outputs"]["created"] is False  # init's first snapshot is reused
     assert steps["register"]["outputs"]["version"] == 1
-    print(f"{name}: init {t1 - t0:.1f} s, first run {t2 - t1:.1f} s")  # noqa: T201
+    print(f"{name}: init {t1 - t0:.1f} s, first run {t2 - t1:.1f} s")
