@@ -36,7 +36,16 @@ import orjson
 from shipml.config import ServeConfig
 from shipml.errors import ShipmlError
 from shipml.serve.batcher import Batcher, ModelError, Overloaded
-from shipml.serve.http import Receive, Scope, Send, error, headers_of, read_body, respond
+from shipml.serve.http import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    error,
+    headers_of,
+    read_body,
+    respond,
+)
 from shipml.serve.inputs import (
     V2_DATATYPE,
     Batch,
@@ -140,6 +149,7 @@ class App:
             max_batch_rows=self.config.max_batch_rows,
             max_wait_s=self.config.max_wait_ms / 1000,
             max_queue_rows=self.config.max_queue_rows,
+            on_call=self.metrics.model_call((model.name, model.version, spec.name)),
         )
         await loop.run_in_executor(None, model.predict, warmup_batch(model))
         batcher.start()
@@ -208,6 +218,8 @@ class App:
                 )
         except InputError as exc:
             await respond(send, exc.status, orjson.dumps(exc.to_dict()))
+        except ClientGone:
+            pass  # nobody to answer
         except Exception:  # a bug of ours: say so in the log and to the client, in JSON
             log.exception("unexpected error on %s %s", method, path)
             await error(send, 500, "internal_error", "the server failed; see its log")
@@ -278,6 +290,9 @@ class App:
                 batch, request_id = parse_v2(body, schema, self.policy)
             else:
                 batch, request_id = parse_invocations(body, schema, self.policy), None
+        except ClientGone:
+            self.metrics.disconnects.labels(*labels).inc()
+            return
         except InputError as exc:
             self.metrics.errors.labels(*labels, exc.code).inc()
             self.metrics.requests.labels(*labels, str(exc.status)).inc()

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -54,8 +55,10 @@ class Batcher:
         max_batch_rows: int,
         max_wait_s: float,
         max_queue_rows: int,
+        on_call: Callable[[float], None] | None = None,
     ) -> None:
         self.model = model
+        self.on_call = on_call  # gets the CPU seconds of each model call that answered
         self.max_batch_rows = max_batch_rows
         self.max_wait_s = max_wait_s
         self.max_queue_rows = max_queue_rows
@@ -116,10 +119,14 @@ class Batcher:
                 continue
             try:
                 batches = [p.batch for p in live]
-                proba = await loop.run_in_executor(self._executor, self._predict, batches)
+                proba, cpu = await loop.run_in_executor(
+                    self._executor, self._predict, batches
+                )
             except Exception:
                 await self._one_by_one(live)  # only the offending request fails
                 continue
+            if self.on_call is not None:
+                self.on_call(cpu)
             now = time.perf_counter()
             start = 0
             for p in live:
@@ -131,9 +138,15 @@ class Batcher:
                         p.future.set_result(proba[start:end])
                 start = end
 
-    def _predict(self, batches: list[Batch]) -> np.ndarray:
-        """On the model thread: the merge (numpy copies) is off the event loop too."""
-        return self.model.predict(_merge(batches))
+    def _predict(self, batches: list[Batch]) -> tuple[np.ndarray, float]:
+        """On the model thread: the merge (numpy copies) is off the event loop too. Also
+        returns the CPU time of the model call on this thread (`time.thread_time`): what the
+        model costs, without the time it waited for the GIL or a core, which depends on the
+        other variants' traffic in this process (see docs/architecture.md, Releases)."""
+        batch = _merge(batches)
+        cpu = time.thread_time()
+        proba = self.model.predict(batch)
+        return proba, time.thread_time() - cpu
 
     async def _collect(self) -> list[_Pending]:
         """What is queued, up to `max_batch_rows`, waiting at most `max_wait_s` for more.
