@@ -119,9 +119,7 @@ class Batcher:
                 continue
             try:
                 batches = [p.batch for p in live]
-                proba, cpu = await loop.run_in_executor(
-                    self._executor, self._predict, batches
-                )
+                proba, cpu = await loop.run_in_executor(self._executor, self._predict, batches)
             except Exception:
                 await self._one_by_one(live)  # only the offending request fails
                 continue
