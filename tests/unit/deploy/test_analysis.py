@@ -398,3 +398,13 @@ def test_missing_psi_is_inconclusive_no_failure_and_names_the_traffic_a_step_nee
     failed = run(stats(ok=90, e5=60), psi=math.nan, max_psi=0.2, max_error_rate=0.01)
     assert failed.status == "fail"
     assert len(failed.reasons) == 1 and failed.reasons[0].startswith("error rate")
+
+
+def test_a_variants_earlier_version_is_left_out_when_versions_are_named() -> None:
+    m = Metrics()
+    serve(m, "stable", 50, version="1", cpu=0.002)  # before a swap of the stable variant
+    serve(m, "stable", 30, version="6", cpu=0.013)
+    text = m.render()[0].decode()
+    assert parse_metrics(text)["stable"].model_calls == 80  # summed over versions
+    now = parse_metrics(text, versions={"stable": "6"})["stable"]
+    assert now.total_requests == 30 and now.model_cpu_quantile(0.5) > 0.01
