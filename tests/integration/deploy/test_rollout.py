@@ -141,8 +141,9 @@ def test_an_equal_cost_candidate_passes_every_default_step_and_a_cpu_bound_one_f
     assert defaults.project.config.deploy.steps == [5, 25, 50, 100]
     with Traffic(rollout.url, threads=12) as traffic:
         traffic.wait_for(50)
-        first = rollout.controller(SHIPML_DEPLOY__STRATEGY="replace").deploy(VERSIONS["heavy"])
-        assert first.status == "promoted"
+        # served directly: a release of it would be judged, rightly, costlier than version 1
+        first = rollout.controller().promote(VERSIONS["heavy"], reason="the costlier baseline")
+        assert first is not None and first.status == "promoted"
         release = defaults.deploy(VERSIONS["heavy2"])
         assert release.status == "promoted", release.reason
         passed = [a["what"] for a in release.analyses if a["status"] == "pass"]
