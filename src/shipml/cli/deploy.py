@@ -128,6 +128,8 @@ def _render_status(found: dict[str, Any]) -> None:
             f"release {current['id']} in progress: version {current['version']} "
             f"at {current['current_step']}"
         )
+        if current["traffic"] not in (None, "live"):
+            _say(f"  judged on {current['traffic']} (deploy.analysis.replay), not on users")
         last = current.get("last_analysis")
         if last:
             _say(f"  last analysis: {last['status']}")
@@ -140,4 +142,5 @@ def _render_status(found: dict[str, Any]) -> None:
         _say(
             f"  release {r['id']}: version {r['version']} {r['kind']} {r['status']} "
             f"{r['started_at']} {r['reason']}"
+            + (f" [{r['traffic']} traffic]" if r["traffic"] not in (None, "live") else "")
         )

@@ -327,11 +327,11 @@ class AnalysisConfig(_Section):
         0.05, ge=0, le=1, description="Rejected inputs (4xx) / requests of the candidate."
     )
     max_p99_ms: float | None = Field(None, ge=0, description="Candidate p99 latency limit.")
-    max_p50_increase_ms: float | None = Field(
-        25.0,
+    max_model_cpu_increase_ms: float | None = Field(
+        10.0,
         ge=0,
-        description="Candidate median latency minus stable's, in ms (regression check; "
-        "robust where a short window's p99 is not).",
+        description="Latency regression: candidate's median CPU time per model call minus "
+        "stable's, in ms (measured alike for both, whatever their traffic shares).",
     )
     max_psi: float | None = Field(
         0.2, ge=0, description="Score distribution shift against stable (PSI, 10 bins)."
@@ -347,6 +347,19 @@ class AnalysisConfig(_Section):
         ge=1,
         description="Scores needed before PSI and agreement are judged (PSI of two equal "
         "models over 200 scores stays below 0.15 in 999 of 1000 windows).",
+    )
+    replay: bool = Field(
+        False,
+        description="Local target: replay the held-out rows of the candidate's training "
+        "snapshot as labelled synthetic traffic during each step (status says so); with "
+        "min_accuracy set, a local release is judged on accuracy too.",
+    )
+    replay_rate: float = Field(
+        200.0,
+        gt=0,
+        le=2000,
+        description="Replay: most synthetic requests a second (a 5% step needs 134/s for "
+        "200 scores in a 30 s window).",
     )
 
 

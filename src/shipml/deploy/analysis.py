@@ -50,8 +50,10 @@ _COUNTERS = (
     "inference_errors",
     "predictions",
     "prediction_latency_seconds",
+    "prediction_model_cpu_seconds",
     "prediction_scores",
     "shadow_decisions",
+    "client_disconnects",
 )
 SCORE_BINS = 10
 _CREATED = frozenset(f"{name}_created" for name in _COUNTERS)
@@ -75,6 +77,8 @@ class VariantStats:
     scores: tuple[float, ...] = ()  # count of predicted probabilities per tenth of [0, 1]
     agreed: float = 0.0  # shadow rows whose decision equals stable's...
     compared: float = 0.0  # ...out of this many
+    disconnects: float = 0.0  # clients gone before their request was read: not requests
+    model_cpu: tuple[tuple[float, float], ...] = ()  # CPU seconds per model call, as `buckets`
 
     @property
     def total_requests(self) -> float:
@@ -95,26 +99,46 @@ class VariantStats:
         """Requests counted by the latency histogram (answered predictions)."""
         return self.buckets[-1][1] if self.buckets else 0.0
 
+    @property
+    def model_calls(self) -> float:
+        """Model calls counted by the model CPU histogram (one per micro-batch)."""
+        return self.model_cpu[-1][1] if self.model_cpu else 0.0
+
     def latency_quantile(self, q: float = 0.99) -> float:
-        """Seconds, by linear interpolation within the bucket, as PromQL's histogram_quantile;
-        the largest finite bound when the rank falls in +Inf, NaN without observations."""
-        if len(self.buckets) < 2 or self.observations <= 0:
-            return _NAN
-        rank = q * self.observations
-        lower, below = 0.0, 0.0
-        for upper, count in self.buckets[:-1]:
-            if count >= rank:
-                return lower + (upper - lower) * (rank - below) / (count - below)
-            lower, below = upper, count
-        return self.buckets[-2][0]
+        """Seconds from arrival to answer (see `_quantile`)."""
+        return _quantile(self.buckets, q)
+
+    def model_cpu_quantile(self, q: float = 0.5) -> float:
+        """CPU seconds of one model call on its thread (see `_quantile`)."""
+        return _quantile(self.model_cpu, q)
 
 
-def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats]:
+def _quantile(buckets: tuple[tuple[float, float], ...], q: float) -> float:
+    """By linear interpolation within the bucket, as PromQL's histogram_quantile; the largest
+    finite bound when the rank falls in +Inf, NaN without observations."""
+    if len(buckets) < 2 or buckets[-1][1] <= 0:
+        return _NAN
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets[:-1]:
+        if count >= rank:
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return buckets[-2][0]
+
+
+def parse_metrics(
+    text: str, model: str | None = None, versions: Mapping[str, str] | None = None
+) -> dict[str, VariantStats]:
     """Per-variant counters from Prometheus text, summed over versions (and over models,
-    unless `model` selects one). Series without a `variant` label are ignored."""
+    unless `model` selects one). Series without a `variant` label are ignored, and so are
+    those of a variant named in `versions` with another version (what it served before: a
+    server keeps an old version's series after a swap)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    acc: dict[str, tuple[dict[str, float], dict[str, float], dict[float, float], list[float]]] = {}
+    # per variant: counts, errors, latency buckets, created times, model CPU buckets
+    acc: dict[str, tuple[dict[str, float], dict[str, float], dict[float, float], list[float]]]
+    acc, cpu_of = {}, dict[str, dict[float, float]]()
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -125,7 +149,11 @@ def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats
         labels, name = s.labels, s.name
         if "variant" not in labels or (model is not None and labels.get("model") != model):
             continue
+        expected = (versions or {}).get(labels["variant"])
+        if expected is not None and labels.get("version") != expected:
+            continue
         counts, errors, buckets, created = acc.setdefault(labels["variant"], ({}, {}, {}, []))
+        cpu = cpu_of.setdefault(labels["variant"], {})
         if name in _CREATED:
             created.append(s.value)
         elif name == "prediction_requests_total":
@@ -136,8 +164,12 @@ def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats
             _add(errors, labels.get("reason", "unknown"), s.value)
         elif name == "prediction_latency_seconds_bucket":
             _add(buckets, float(labels["le"]), s.value)
+        elif name == "prediction_model_cpu_seconds_bucket":
+            _add(cpu, float(labels["le"]), s.value)
         elif name == "prediction_scores_total":
             _add(counts, f"bin{labels.get('bin', '?')}", s.value)
+        elif name == "client_disconnects_total":
+            _add(counts, "disconnects", s.value)
         elif name == "shadow_decisions_total":
             _add(counts, "agreed" if labels.get("agrees") == "true" else "disagreed", s.value)
     return {
@@ -150,6 +182,8 @@ def parse_metrics(text: str, model: str | None = None) -> dict[str, VariantStats
             scores=tuple(counts.get(f"bin{i}", 0.0) for i in range(SCORE_BINS)),
             agreed=counts.get("agreed", 0.0),
             compared=counts.get("agreed", 0.0) + counts.get("disagreed", 0.0),
+            disconnects=counts.get("disconnects", 0.0),
+            model_cpu=tuple(sorted(cpu_of[variant].items())),
         )
         for variant, (counts, errors, buckets, created) in sorted(acc.items())
     }
@@ -161,12 +195,16 @@ def delta(after: VariantStats, before: VariantStats) -> VariantStats:
     requests = _sub(after.requests, before.requests)
     errors = _sub(after.errors, before.errors)
     buckets = _sub(dict(after.buckets), dict(before.buckets))
+    cpu = _sub(dict(after.model_cpu), dict(before.model_cpu))
     predictions = after.predictions - before.predictions
     restarted = None not in (after.started, before.started) and after.started != before.started
     scores = _sub(dict(enumerate(after.scores)), dict(enumerate(before.scores)))
     agreed, compared = after.agreed - before.agreed, after.compared - before.compared
-    bad = predictions < 0 or agreed < 0 or compared < 0 or restarted or after.reset or before.reset
-    if requests is None or errors is None or buckets is None or scores is None or bad:
+    gone = after.disconnects - before.disconnects
+    bad = min(predictions, agreed, compared, gone) < 0 or restarted or after.reset or before.reset
+    if requests is None or errors is None or buckets is None or cpu is None or scores is None:
+        return VariantStats(reset=True)
+    if bad:
         return VariantStats(reset=True)
     return VariantStats(
         requests,
@@ -176,6 +214,8 @@ def delta(after: VariantStats, before: VariantStats) -> VariantStats:
         scores=tuple(scores[i] for i in sorted(scores)),
         agreed=agreed,
         compared=compared,
+        disconnects=gone,
+        model_cpu=tuple(sorted(cpu.items())),
     )
 
 
@@ -250,9 +290,10 @@ class Thresholds:
     min_agreement: float | None = None
     min_accuracy: float | None = None
     min_requests: int = 100
-    # candidate median minus stable's: a slower model moves the whole distribution, while
-    # the p99 of a window of a few hundred requests swings by tens of ms on a busy machine
-    max_p50_increase_ms: float | None = None
+    # candidate's median CPU time per model call minus stable's: what the model costs,
+    # measured alike for both variants whatever their traffic shares (end-to-end latency in
+    # one process is not: the variant with little traffic waits behind the other's work)
+    max_model_cpu_increase_ms: float | None = None
     min_scores: int = 100  # scores needed before PSI and agreement are judged
 
     def __post_init__(self) -> None:
@@ -280,8 +321,13 @@ class Verdict:
 
     @property
     def reasons(self) -> list[str]:
-        """The detail of every check that did not pass, e.g. for `GateFailed`."""
-        return [c.detail for c in self.checks if c.status != "pass"]
+        """Why the verdict is not a pass, e.g. for `GateFailed`: the failed checks when some
+        failed (an inconclusive one is no reason to fail), otherwise the inconclusive ones."""
+        failed = [c.detail for c in self.checks if c.status == "fail"]
+        return failed or [c.detail for c in self.checks if c.status == "inconclusive"]
+
+
+MIN_MODEL_CALLS = 20  # model calls on each side before their median CPU times are compared
 
 
 def analyse(
@@ -292,15 +338,22 @@ def analyse(
     psi: float | None,
     agreement: float | None,
     accuracy: float | None,
+    share: float = 100.0,
+    window_s: float | None = None,
 ) -> Verdict:
     """Judge an interval's stats (see `delta`) and score metrics against `thresholds`.
 
     Request-based checks are inconclusive below `min_requests`; a "requests" check is always
     present, so a verdict never passes on too little traffic. Score metrics are taken as given:
-    the caller decides how many logged rows they need."""
+    the caller decides how many logged rows they need. A check without enough data says how
+    much traffic a window needs, from the candidate's `share` (%) and `window_s`."""
     t, n, p99 = thresholds, candidate.total_requests, candidate.latency_quantile(0.99) * 1000
-    p50 = candidate.latency_quantile(0.5) * 1000
-    stable_p50 = stable.latency_quantile(0.5) * 1000 if stable is not None else _NAN
+    need = partial(_needed, share=share, window_s=window_s)
+    cpu = candidate.model_cpu_quantile(0.5) * 1000
+    stable_cpu = stable.model_cpu_quantile(0.5) * 1000 if stable is not None else _NAN
+    calls = min(candidate.model_calls, stable.model_calls if stable else 0.0)
+    cpu_note = "" if math.isnan(cpu - stable_cpu) else f" ({cpu:.2f} ms against {stable_cpu:.2f})"
+    scored = sum(candidate.scores)
     notes = ["", "", ""]
     if stable is not None:
         ref = stable.latency_quantile(0.99) * 1000
@@ -310,6 +363,7 @@ def analyse(
         detail = "the server restarted during the interval (a counter went down); measure again"
     else:
         detail = f"{n:.0f} requests {'>=' if n >= t.min_requests else '<'} min {t.min_requests}"
+        detail += "" if n >= t.min_requests else need(t.min_requests, "requests")
     enough: Status = "pass" if n >= t.min_requests and not candidate.reset else "inconclusive"
     counted = partial(_judge, min_n=t.min_requests, reset=candidate.reset)
     errors = candidate.errors
@@ -318,17 +372,41 @@ def analyse(
         counted("error_rate", candidate.error_rate, t.max_error_rate, n, notes[0] + _top(errors)),
         counted("invalid_rate", candidate.invalid_rate, t.max_invalid_rate, n, notes[1]),
         counted("latency_p99", p99, t.max_p99_ms, candidate.observations, notes[2], " ms"),
-        counted(
-            "latency_p50_increase",
-            p50 - stable_p50,
-            t.max_p50_increase_ms,
-            min(candidate.observations, stable.observations if stable else 0.0),
-            "",
+        _judge(
+            "model_cpu_increase",
+            cpu - stable_cpu,
+            t.max_model_cpu_increase_ms,
+            calls,
+            cpu_note,
             " ms",
+            min_n=MIN_MODEL_CALLS,
+            reset=candidate.reset,
+            unit_n="model calls",
         ),
-        _judge("psi", psi, t.max_psi),
-        _judge("agreement", agreement, t.min_agreement, upper=False),
-        _judge("accuracy", accuracy, t.min_accuracy, upper=False),
+        _judge(
+            "psi",
+            psi,
+            t.max_psi,
+            missing=f"{scored:.0f} candidate scores in the window, {t.min_scores} needed "
+            f"(deploy.analysis.min_scores){need(t.min_scores, 'scored rows')}",
+        ),
+        _judge(
+            "agreement",
+            agreement,
+            t.min_agreement,
+            upper=False,
+            missing=f"{candidate.compared:.0f} shadow rows compared, {t.min_scores} needed "
+            f"(deploy.analysis.min_scores){need(t.min_scores, 'mirrored rows')}",
+        ),
+        _judge(
+            "accuracy",
+            accuracy,
+            t.min_accuracy,
+            upper=False,
+            missing=f"fewer than {t.min_scores} labelled requests in the step "
+            f"(deploy.analysis.min_scores); labels come from POST /feedback, or on a laptop "
+            f"from deploy.analysis.replay",
+        ),
     ]
     done = tuple(c for c in checks if c is not None)
     statuses = {c.status for c in done}
@@ -340,7 +418,7 @@ _LABELS = {
     "error_rate": "error rate",
     "invalid_rate": "invalid-input rate",
     "latency_p99": "p99 latency",
-    "latency_p50_increase": "median latency above stable's",
+    "model_cpu_increase": "median model CPU per call above stable's",
     "psi": "score PSI",
     "agreement": "agreement with stable",
 }
@@ -357,19 +435,22 @@ def _judge(
     upper: bool = True,
     min_n: int = 0,
     reset: bool = False,
+    unit_n: str = "requests",
+    missing: str = "no data",
 ) -> Check | None:
-    """One check; `sample` is the request count that a request-based value rests on."""
+    """One check; `sample` is the request count that a request-based value rests on, and
+    `missing` says why a value is unknown (and what it needs)."""
     if limit is None:
         return None
     label, fmt = _LABELS.get(name, name), ".1f" if unit else ".3f"
-    over = "" if sample is None else f" over {sample:.0f} requests"
+    over = "" if sample is None else f" over {sample:.0f} {unit_n}"
     status: Status = "inconclusive"
     if reset and sample is not None:
         detail = f"{label}: the server restarted during the interval (a counter went down)"
     elif value is None or math.isnan(value):
-        detail = f"{label} unknown (no data){over}"
+        detail = f"{label} inconclusive, unknown ({missing}){over}"
     elif sample is not None and sample < min_n:
-        detail = f"{label} {value:{fmt}}{unit} over only {sample:.0f} requests (< min {min_n})"
+        detail = f"{label} {value:{fmt}}{unit} over only {sample:.0f} {unit_n} (< min {min_n})"
     else:
         bad = value > limit if upper else value < limit
         status = "fail" if bad else "pass"
@@ -377,6 +458,17 @@ def _judge(
         side = "max" if upper else "min"
         detail = f"{label} {value:{fmt}}{unit} {op} {side} {limit:{fmt}}{unit}{over}"
     return Check(name, status, value, limit, detail + note)
+
+
+def _needed(count: int, what: str, *, share: float, window_s: float | None) -> str:
+    """How much traffic a window needs for `count` of the candidate's `what`."""
+    total = count * 100.0 / share if share > 0 else math.inf
+    text = f"; a window needs {count} {what} of the candidate"
+    if share < 100:
+        text += f": about {total:.0f} requests in all at {share:g}% of traffic"
+    if window_s:
+        text += f" ({total / window_s:.1f}/s over {window_s:g} s)"
+    return text
 
 
 def _note(stable_value: float, unit: str = "", diff: str = "") -> str:

@@ -15,6 +15,7 @@ controller killed mid-rollout is recovered by `rollback()` or `deploy(resume=Tru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -82,24 +83,27 @@ class Controller:
                 version or self._alias(self.project.config.registry.candidate_alias)
             )
             serving = self.releases.serving(name)
-            if serving is None:
-                return self._first(candidate)
-            if candidate.version == serving.version:
+            previous, why = (
+                (serving.version, f"release {serving.id}") if serving else self._unrecorded()
+            )
+            if previous is None or (serving is None and candidate.version == previous):
+                return self._first(candidate)  # nothing serves, nothing (else) is champion
+            if candidate.version == previous:
                 raise UsageError(
-                    f"{candidate.label} is already serving (release {serving.id}); register a "
+                    f"{candidate.label} is already serving ({why}); register a "
                     f"new version first, or pass --version"
                 )
-            self.target.start(self._model(serving.version))
+            self.target.start(self._model(previous))
             cfg = self.project.config.deploy
             release = self.releases.create(
                 model=name,
                 version=candidate.version,
-                previous_version=serving.version,
+                previous_version=previous,
                 snapshot=self._snapshot(candidate.version),
                 kind="deploy",
                 strategy=cfg.strategy,
                 steps=plan(cfg),
-                reason=f"candidate {candidate.label} replaces {name}:{serving.version}",
+                reason=f"candidate {candidate.label} replaces {name}:{previous} ({why})",
             )
             self._audit("release.started", release, {"steps": release.steps})
             return self._guarded(release)
@@ -110,8 +114,10 @@ class Controller:
         with self.releases.lock(self.lock_name):
             serving = self.releases.serving(self.project.model_name)
             if serving is None:
+                # a champion set by hand is what serves first, never a candidate unjudged
+                version, _ = self._unrecorded()
                 alias = self.project.config.registry.candidate_alias
-                return self._first(self._model(self._alias(alias)))
+                return self._first(self._model(version or self._alias(alias)))
             if not self.target.status().ready:
                 self.target.start(self._model(serving.version))
             return serving
@@ -248,8 +254,25 @@ class Controller:
 
     # ---- the rollout -------------------------------------------------------------------
 
+    def _unrecorded(self) -> tuple[int | None, str]:
+        """With no release recorded: the version a candidate must be judged against, if any
+        (what the target serves, else the champion alias, e.g. set by `shipml promote`
+        before anything was deployed), and where it comes from."""
+        status = self.target.status()
+        stable = status.variant(STABLE) if status.up else None
+        if stable is not None and stable.version is not None:
+            return stable.version, f"serving on the {self.target.kind} target, no release recorded"
+        champion = self._champion()
+        return champion, "the champion alias, no release recorded"
+
+    def _champion(self) -> int | None:
+        from shipml.registry.models import version_for_alias
+
+        return version_for_alias(self.project, self.project.config.registry.champion_alias)
+
     def _first(self, candidate: ModelRef) -> Release:
-        """Nothing serves yet, so nothing to compare with: start it, check it answers."""
+        """Nothing serves and no other version is champion, so there is nothing to compare
+        with: start it, check it answers (the only release that skips analysis)."""
         self.say(f"starting the {self.target.kind} server with {candidate.label}")
         self.target.start(candidate)
         release = self.releases.create(
@@ -287,12 +310,14 @@ class Controller:
 
     def _run(self, release: Release) -> Release:
         candidate = self._model(release.version)
+        held_out = self._held_out(release.version)
         for index in range(release.step, len(release.steps)):
             release = self.releases.advance(release, index)
             step = release.steps[index]
             self._apply(step, candidate)
             self.say(f"step {index + 1}/{len(release.steps)}: {_describe(step)}")
-            verdict = self._judge(release, step)
+            with self._replay(held_out) as replay:
+                verdict = self._judge(release, step, replay)
             if verdict.status != "pass":
                 return self._reject(release, step, verdict)
         release = self.releases.advance(release, len(release.steps))
@@ -307,14 +332,38 @@ class Controller:
         self.target.set_weights({STABLE: 100.0 - share, CANARY: share})
         self.target.remove(SHADOW)
 
-    def _judge(self, release: Release, step: Step) -> an.Verdict:
+    def _held_out(self, version: int) -> tuple[list[str], list[list[Any]], list[Any]] | None:
+        """The rows to replay when `deploy.analysis.replay` is on (replay.py), else None."""
+        if not self.project.config.deploy.analysis.replay:
+            return None
+        from shipml.deploy.replay import held_out
+
+        columns, rows, labels = held_out(self.project, version)
+        self.say(f"replaying {len(rows)} held-out rows as labelled synthetic traffic")
+        return columns, rows, labels
+
+    def _replay(self, held_out: tuple[list[str], list[list[Any]], list[Any]] | None) -> Any:
+        if held_out is None:
+            return contextlib.nullcontext(None)
+        from shipml.deploy.replay import Replay
+
+        cfg = self.project.config.deploy.analysis
+        url = self.target.status().url or ""
+        return Replay(
+            url,
+            *held_out,
+            rate=cfg.replay_rate,
+            max_seconds=cfg.interval_s * cfg.max_inconclusive + 60,
+        )
+
+    def _judge(self, release: Release, step: Step, replay: Any = None) -> an.Verdict:
         cfg = self.project.config.deploy.analysis
         name = SHADOW if step == SHADOW else CANARY
         thresholds = an.Thresholds(
             max_error_rate=cfg.max_error_rate,
             max_invalid_rate=cfg.max_invalid_rate,
             max_p99_ms=cfg.max_p99_ms,
-            max_p50_increase_ms=cfg.max_p50_increase_ms,
+            max_model_cpu_increase_ms=cfg.max_model_cpu_increase_ms,
             max_psi=cfg.max_psi,
             min_agreement=cfg.min_agreement if step == SHADOW else None,
             min_accuracy=cfg.min_accuracy,
@@ -322,10 +371,13 @@ class Controller:
             min_scores=cfg.min_scores,
         )
         inconclusive, started = 0, time.time()
+        versions = {STABLE: str(release.previous_version), name: str(release.version)}
         while True:
-            before = self._scrape()
+            synthetic = replay.sent if replay is not None else 0
+            before = self._scrape(versions)
             self.sleep(cfg.interval_s)
-            after = self._scrape()
+            after = self._scrape(versions)
+            synthetic = replay.sent - synthetic if replay is not None else None
             window = an.delta(after.get(name, _NONE), before.get(name, _NONE))
             # stable over the same window while it still has traffic (the machine's load
             # changes); over its whole life otherwise (at 100%), and always for the scores
@@ -340,8 +392,10 @@ class Controller:
                 psi=an.binned_psi(everything, window, cfg.min_scores),
                 agreement=an.shadow_agreement(window, cfg.min_scores) if step == SHADOW else None,
                 accuracy=self._accuracy(name, started, cfg.min_scores),
+                share=100.0 if step == SHADOW else float(step),
+                window_s=cfg.interval_s,
             )
-            self.releases.add_analysis(release, _record(release.step, step, verdict))
+            self.releases.add_analysis(release, _record(release.step, step, verdict, synthetic))
             self.say(f"  {verdict.status}: " + "; ".join(c.detail for c in verdict.checks))
             if verdict.status != "inconclusive":
                 return verdict
@@ -352,11 +406,13 @@ class Controller:
     def _reject(self, release: Release, step: Step, verdict: an.Verdict) -> Release:
         self._restore(release)
         failing = [c for c in verdict.checks if c.status != "pass"]
-        held = verdict.status == "fail" and all(c.status == "inconclusive" for c in failing)
-        reasons = [c.detail for c in failing]
+        held = not any(c.status == "fail" for c in failing)  # a missing value is no failure
+        reasons = verdict.reasons
         if held:
             limit = self.project.config.deploy.analysis.max_inconclusive
-            reasons.append(f"no verdict after {limit} windows (deploy.analysis.max_inconclusive)")
+            reasons.insert(
+                0, f"no verdict after {limit} windows (deploy.analysis.max_inconclusive)"
+            )
         done = self.releases.finish(release, "rejected", "; ".join(reasons))
         self._tag(done, f"rejected (release {done.id}): {reasons[0] if reasons else ''}")
         self._audit(
@@ -429,8 +485,8 @@ class Controller:
             rows["output"], rows["label"] == positive, meta.get("decision_threshold", 0.5)
         )
 
-    def _scrape(self) -> dict[str, an.VariantStats]:
-        return an.parse_metrics(self.target.metrics(), self.project.model_name)
+    def _scrape(self, versions: dict[str, str]) -> dict[str, an.VariantStats]:
+        return an.parse_metrics(self.target.metrics(), self.project.model_name, versions)
 
     def _alias(self, alias: str) -> int:
         from shipml.registry.models import version_for_alias
@@ -492,19 +548,28 @@ def _summary(release: Release | None) -> dict[str, Any]:
     if release is None:
         return {}
     keys = ("id", "version", "previous_version", "kind", "status", "reason", "started_at")
-    return {k: getattr(release, k) for k in keys} | {"finished_at": release.finished_at}
+    replayed = [a["synthetic_requests"] for a in release.analyses if "synthetic_requests" in a]
+    traffic = f"synthetic: {sum(replayed)} replayed held-out requests" if replayed else "live"
+    return {k: getattr(release, k) for k in keys} | {
+        "finished_at": release.finished_at,
+        "traffic": traffic if release.analyses else None,
+    }
 
 
 def _num(value: float | None) -> float | None:
     return None if value is None or value != value else float(value)  # NaN is not JSON
 
 
-def _record(index: int, step: Step, verdict: an.Verdict) -> dict[str, Any]:
+def _record(
+    index: int, step: Step, verdict: an.Verdict, synthetic: int | None = None
+) -> dict[str, Any]:
+    """One window's verdict; `synthetic` counts replayed requests (None: no replay)."""
     return {
         "step": index,
         "what": _describe(step),
         "at": time.time(),
         "status": verdict.status,
+        **({} if synthetic is None else {"synthetic_requests": synthetic}),
         "checks": [
             {"check": c.name, "status": c.status, "value": _num(c.value), "detail": c.detail}
             for c in verdict.checks

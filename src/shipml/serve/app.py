@@ -37,7 +37,16 @@ import orjson
 from shipml.config import ServeConfig
 from shipml.errors import ShipmlError
 from shipml.serve.batcher import Batcher, ModelError, Overloaded, Stuck
-from shipml.serve.http import Receive, Scope, Send, error, headers_of, read_body, respond
+from shipml.serve.http import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    error,
+    headers_of,
+    read_body,
+    respond,
+)
 from shipml.serve.inputs import (
     V2_DATATYPE,
     Batch,
@@ -142,6 +151,7 @@ class App:
             max_wait_s=self.config.max_wait_ms / 1000,
             max_queue_rows=self.config.max_queue_rows,
             stuck_after_s=self.config.stuck_call_s,
+            on_call=self.metrics.model_call((model.name, model.version, spec.name)),
         )
         await loop.run_in_executor(None, model.predict, warmup_batch(model))
         batcher.start()
@@ -214,6 +224,8 @@ class App:
                 )
         except InputError as exc:
             await respond(send, exc.status, orjson.dumps(exc.to_dict()))
+        except ClientGone:
+            pass  # nobody to answer
         except Exception:  # a bug of ours: say so in the log and to the client, in JSON
             log.exception("unexpected error on %s %s", method, path)
             await error(send, 500, "internal_error", "the server failed; see its log")
@@ -303,6 +315,9 @@ class App:
                 batch, request_id = parse_v2(body, schema, self.policy)
             else:
                 batch, request_id = parse_invocations(body, schema, self.policy), None
+        except ClientGone:
+            self.metrics.disconnects.labels(*labels).inc()
+            return
         except InputError as exc:
             self.metrics.errors.labels(*labels, exc.code).inc()
             self.metrics.requests.labels(*labels, str(exc.status)).inc()

@@ -68,8 +68,10 @@ class Batcher:
         max_wait_s: float,
         max_queue_rows: int,
         stuck_after_s: float = math.inf,
+        on_call: Callable[[float], None] | None = None,
     ) -> None:
         self.model = model
+        self.on_call = on_call  # gets the CPU seconds of each model call that answered
         self.max_batch_rows = max_batch_rows
         self.max_wait_s = max_wait_s
         self.max_queue_rows = max_queue_rows
@@ -141,10 +143,12 @@ class Batcher:
                 continue
             try:
                 batches = [p.batch for p in live]
-                proba = await self._call(loop, self._predict, batches)
+                proba, cpu = await self._call(loop, self._predict, batches)
             except Exception:
                 await self._one_by_one(live)  # only the offending request fails
                 continue
+            if self.on_call is not None:
+                self.on_call(cpu)
             now = time.perf_counter()
             start = 0
             for p in live:
@@ -157,17 +161,23 @@ class Batcher:
                 start = end
 
     async def _call(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], np.ndarray], arg: Any
-    ) -> np.ndarray:
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], arg: Any
+    ) -> Any:
         self._call_started = time.perf_counter()
         try:
             return await self._thread.run(loop, fn, arg)
         finally:
             self._call_started = None
 
-    def _predict(self, batches: list[Batch]) -> np.ndarray:
-        """On the model thread: the merge (numpy copies) is off the event loop too."""
-        return self.model.predict(_merge(batches))
+    def _predict(self, batches: list[Batch]) -> tuple[np.ndarray, float]:
+        """On the model thread: the merge (numpy copies) is off the event loop too. Also
+        returns the CPU time of the model call on this thread (`time.thread_time`): what the
+        model costs, without the time it waited for the GIL or a core, which depends on the
+        other variants' traffic in this process (see docs/architecture.md, Releases)."""
+        batch = _merge(batches)
+        cpu = time.thread_time()
+        proba = self.model.predict(batch)
+        return proba, time.thread_time() - cpu
 
     async def _collect(self) -> list[_Pending]:
         """What is queued, up to `max_batch_rows`, waiting at most `max_wait_s` for more.

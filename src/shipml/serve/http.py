@@ -15,6 +15,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = [(b"content-type", b"application/json")]
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request was read: no one to answer, and no fault
+    of the request's, so it is counted apart from invalid input and errors."""
+
+
 def headers_of(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope["headers"]}
 
@@ -30,7 +35,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise InputError(400, "disconnected", "the client went away", None)
+            raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

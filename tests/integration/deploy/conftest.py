@@ -1,9 +1,10 @@
 """Rollouts against a real `shipml serve` process, under load from a bounded loopback client.
 
-`registered` trains the project in ./project once per session and registers five versions:
-1 and 2 are good, 3 fails on 10% of the test traffic, 4 answers 50 ms later, 5 shifts its
-scores. `rollout` copies that project for one test, serves version 1 (the first release) and
-stops the server afterwards. `Traffic` sends single-row requests from a few threads, bounded
+`registered` trains the project in ./project once per session and registers seven versions:
+1 and 2 are good, 3 fails on 10% of the test traffic, 4 computes ~30 ms longer per call
+(CPU-bound), 5 shifts its scores, 6 and 7 are a costlier model of equal cost (~12 ms a
+call). `rollout` copies that project for one test, serves version 1 (the first release)
+and stops the server afterwards. `Traffic` sends single-row requests from a few threads, bounded
 in time and count, and keeps every status and the variant that answered.
 """
 
@@ -27,7 +28,7 @@ import pytest
 from shipml.config import Project, load_project
 
 HERE = Path(__file__).parent
-VERSIONS = {"good": 2, "fail10": 3, "slow50": 4, "shift": 5}
+VERSIONS = {"good": 2, "fail10": 3, "burn": 4, "shift": 5, "heavy": 6, "heavy2": 7}
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"{a:.6f},{b:.6f},{c:.6f},{y}" for (a, b, c), y in zip(x, label, strict=True)
     ]
     (root / "data" / "rows.csv").write_text("\n".join(lines) + "\n")
-    for fault in ["none", "none", "fail10", "slow50", "shift"]:
+    for fault in ["none", "none", "fail10", "burn", "shift", "heavy", "heavy"]:
         env = {"SHIPML_TRAINING__PARAMS": json.dumps({"fault": fault})}
         result = run_stages(
             load_project(root, env=env), ["ingest", "train", "evaluate", "register"]

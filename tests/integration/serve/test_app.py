@@ -404,3 +404,40 @@ def test_missing_value_policy(model_dir: Path, rows: pd.DataFrame, missing: str)
             assert r.status_code == 422 and r.json()["error"]["field"] == "annual_inc"
 
     run(model_dir, test, missing_values=missing)
+
+
+def test_a_client_that_goes_away_is_counted_apart_not_as_invalid_input(
+    model_dir: Path, rows: pd.DataFrame
+) -> None:
+    from shipml.deploy.analysis import parse_metrics
+
+    body = split(rows.head(1))
+
+    async def gone() -> dict[str, Any]:  # what uvicorn hands over when the client hung up
+        return {"type": "http.disconnect"}
+
+    async def test(app: App, client: Client) -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        for _ in range(10):
+            assert (await client.post("/invocations", json=body)).status_code == 200
+        for path in ("/invocations", "/feedback"):
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": path,
+                "headers": [(b"content-type", b"application/json")],
+            }
+            await app(scope, gone, send)
+        assert sent == []  # nobody to answer
+        text = (await client.get("/metrics")).text
+        assert 'code="400"' not in text and "disconnected" not in text
+        assert 'client_disconnects_total{model="credit",variant="stable",version="1"} 1.0' in text
+        stable = parse_metrics(text)["stable"]
+        assert (stable.total_requests, stable.invalid_rate, stable.error_rate) == (10, 0.0, 0.0)
+        assert stable.disconnects == 1
+
+    run(model_dir, test)

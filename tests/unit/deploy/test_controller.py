@@ -66,6 +66,7 @@ class MemoryTarget:
         if code == 200:
             for _ in range(n):
                 m.latency.labels(*labels).observe(latency)
+                m.model_cpu.labels(*labels).observe(0.002)  # one model call per request
             m.observe_scores(labels, np.linspace(0.05, 0.95, n))
             if self.variants[variant].shadow:
                 m.shadow_decisions.labels(*labels, "true").inc(n)
@@ -73,6 +74,13 @@ class MemoryTarget:
 
 @pytest.fixture
 def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Controller:
+    c = fresh(tmp_path, monkeypatch)
+    c.deploy(1)  # the first release: nothing to compare with
+    return c
+
+
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Controller:
+    """A controller with nothing served, no release and no champion yet."""
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     (tmp_path / "shipml.yaml").write_text(
         "project: m\ndeploy:\n  steps: [50, 100]\n  analysis: {interval_s: 1, min_requests: 10,"
@@ -87,9 +95,9 @@ def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Controller:
     monkeypatch.setattr(c, "_snapshot", lambda v: None)
     monkeypatch.setattr(c, "_tag", lambda release, outcome: None)
     monkeypatch.setattr(c, "_move_champion", lambda v, reason: champion.update(champion=v))
+    monkeypatch.setattr(c, "_champion", lambda: champion.get("champion"))
     c.champion = champion  # type: ignore[attr-defined]
     c.sleep = lambda seconds: target.on_sleep()
-    c.deploy(1)  # the first release: nothing to compare with
     return c
 
 
@@ -170,3 +178,37 @@ def test_rollback_needs_an_earlier_release_and_promote_needs_one_in_progress(
     assert (back.kind, back.version, back.previous_version) == ("rollback", 1, 2)
     assert target(controller).variants["stable"].version == 1
     assert controller.champion == {"champion": 1}  # type: ignore[attr-defined]
+
+
+def test_a_champion_set_by_hand_is_not_replaced_without_analysis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = fresh(tmp_path, monkeypatch)
+    c.champion["champion"] = 1  # type: ignore[attr-defined]  # `shipml promote m 1`, no deploy
+    t = target(c)
+
+    def traffic() -> None:  # the candidate fails every request
+        for name, v in t.variants.items():
+            if v.shadow or v.weight > 0:
+                t.serve(name, 20, code=500 if v.version == 2 else 200)
+
+    t.on_sleep = traffic
+    with pytest.raises(GateFailed, match="error rate"):
+        c.deploy(2)
+    release = c.releases.history("m")[0]
+    assert (release.kind, release.status, release.previous_version) == ("deploy", "rejected", 1)
+    assert release.analyses, "judged like any other release"
+    assert list(t.variants.values()) == [VariantState("stable", 1, 100.0, False)]
+    assert c.champion == {"champion": 1}  # type: ignore[attr-defined]
+
+
+def test_only_with_nothing_served_and_no_champion_does_a_release_skip_analysis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = fresh(tmp_path, monkeypatch)
+    first = c.deploy(3)
+    assert (first.kind, first.status, first.analyses) == ("initial", "promoted", [])
+    (tmp_path / "again").mkdir()
+    c = fresh(tmp_path / "again", monkeypatch)
+    c.champion["champion"] = 3  # type: ignore[attr-defined]
+    assert c.ensure_serving().version == 3  # `shipml run` serves the champion, not @candidate

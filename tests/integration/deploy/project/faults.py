@@ -2,10 +2,10 @@
 
 fail10: raises on rows with x1 below -100, which the test traffic sends in 10% of requests
 (the training data never holds such rows, so evaluation passes);
-slow50: every call takes 50 ms longer; shift: scores pushed towards 1.
+burn: every call computes ~30 ms longer (a pure-numpy loop, CPU-bound, as a heavier
+feature pipeline would); heavy: a third of burn's
+extra work, registered twice as two versions of equal cost; shift: scores pushed towards 1.
 """
-
-import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -24,8 +24,10 @@ class Faulty(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         if self.fault == "fail10" and (np.asarray(X["x1"]) < -100).any():
             raise ValueError("fault injected: x1 below -100")
-        if self.fault == "slow50":
-            time.sleep(0.05)
+        if self.fault == "burn":
+            _burn()
+        if self.fault == "heavy":  # a costlier pipeline, but the same for two versions
+            _burn(rounds=1000)
         proba = self.model.predict_proba(X)
         if self.fault == "shift":
             positive = 0.5 + 0.5 * proba[:, 1]
@@ -34,3 +36,11 @@ class Faulty(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def _burn(rounds=3000):
+    """About 30 ms of CPU on this machine, whatever the number of rows."""
+    x = np.linspace(0.0, 1.0, 4096)
+    for _ in range(rounds):
+        x = np.sqrt(x * x + 1.0) - 0.5
+    return x
