@@ -7,6 +7,11 @@ multiprocess mode in a private directory, so counts are summed across workers.
 
 SIGTERM (or Ctrl-C): uvicorn stops accepting connections, lets in-flight requests finish,
 then the app's shutdown answers everything queued and flushes the inference log.
+
+`run` serves on a socket the caller has already claimed (`shipml._ports.claim`): the port is
+taken before the model loads and before anything is announced, so a busy port fails at once
+with a message naming its holder, and nobody else can take the port while the model loads.
+A server that cannot start (its model does not load) exits with 2, not uvicorn's 3.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from socket import socket
 from typing import Any
 
 from shipml.config import Project, ServeConfig
@@ -53,9 +59,11 @@ def app_from_env() -> App:
     return App(ServerSpec(**data))
 
 
-def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
+def run(spec: ServerSpec, *, sock: socket, workers: int = 1) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    host, port = sock.getsockname()[:2]
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -69,10 +77,22 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
     }
     spec = dataclasses.replace(spec, workers=workers)
     if workers == 1:
-        uvicorn.run(App(spec), **options)
+        server = uvicorn.Server(uvicorn.Config(App(spec), **options))
+        try:
+            server.run(sockets=[sock])  # what uvicorn.run does, on our socket
+        except KeyboardInterrupt:
+            pass
+        except SystemExit as exc:  # uvicorn's "start-up failed" (3); the log says why
+            raise SystemExit(2 if exc.code == 3 else exc.code) from None
+        if not server.started:
+            raise SystemExit(2)
         return
     with tempfile.TemporaryDirectory(prefix="shipml-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         payload = {**dataclasses.asdict(spec), "serve": spec.serve.model_dump(mode="json")}
         os.environ[SPEC_ENV] = json.dumps(payload)
-        uvicorn.run("shipml.serve.server:app_from_env", factory=True, workers=workers, **options)
+        config = uvicorn.Config(
+            "shipml.serve.server:app_from_env", factory=True, workers=workers, **options
+        )
+        sock.set_inheritable(True)
+        Multiprocess(config, sockets=[sock]).run()
