@@ -323,13 +323,9 @@ class LocalTarget:
         except OSError:  # refused, reset or timed out (URLError is an OSError)
             return NOBODY
         token, answer = self._token(), data.get("proof") if isinstance(data, dict) else None
-        if (
-            token
-            and isinstance(answer, str)
-            and hmac.compare_digest(answer, proof(token, challenge))
-        ):
-            return OURS
-        return OTHER
+        if not token or not isinstance(answer, str):
+            return OTHER
+        return OURS if hmac.compare_digest(answer, proof(token, challenge)) else OTHER
 
     def _not_ours(self, who: str, url: str | None = None) -> str:
         url = url or self._url()
