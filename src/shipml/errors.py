@@ -11,6 +11,7 @@
      ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
      ├── BuildError(RuntimeError)       an image cannot be built (builder, wheels, model) (exit 2)
      ├── DeployError(RuntimeError)      a deploy target cannot start, load or answer   (exit 2)
+     ├── PortError(OSError)             a server's port is taken by another process    (exit 2)
      └── GateFailed(RuntimeError)       a gate said no: validation, tests, evaluation (exit 1)
 
 Messages follow one pattern: what happened, the offending value, and how to fix it, e.g.
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DeployError",
     "GateFailed",
+    "PortError",
     "RegistryError",
     "ShipmlError",
     "SnapshotError",
@@ -86,6 +88,11 @@ class BuildError(ShipmlError, RuntimeError):
 class DeployError(ShipmlError, RuntimeError):
     """A deploy target cannot start a server, load a model or answer (a failed rollout
     analysis is a GateFailed instead)."""
+
+
+class PortError(ShipmlError, OSError):
+    """A server cannot listen on its port: another process holds it (named when it can be
+    found), or the address is not allowed. Checked before a run does any work."""
 
 
 class GateFailed(ShipmlError, RuntimeError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from shipml.config import Project
 from shipml.errors import GateFailed, ShipmlError, UsageError
-from shipml.stages import STAGES, Context
+from shipml.stages import PREFLIGHT, STAGES, Context
 from shipml.state.store import StateStore
 
 ORDER = ["ingest", "validate", "test", "train", "evaluate", "register", "build", "deploy"]
@@ -69,8 +69,9 @@ def run_stages(
 ) -> PipelineResult:
     """Run `names` in order; a GateFailed stops the run and is returned, not raised.
 
-    Any other ShipmlError (bad config, missing snapshot) propagates: it is not a verdict on
-    the model but a problem the user must fix before a verdict is possible.
+    Any other ShipmlError (bad config, missing snapshot, a taken port found by a stage's
+    pre-flight check before the first stage) propagates: it is not a verdict on the model but
+    a problem the user must fix before a verdict is possible.
     """
     unknown = [n for n in names if n not in STAGES]
     if unknown:
@@ -88,6 +89,9 @@ def run_stages(
     result = PipelineResult(ctx.run_id)
     start = time.perf_counter()
     try:
+        for name in names:
+            if name in PREFLIGHT:
+                PREFLIGHT[name](ctx)  # before any stage: a run that cannot finish does no work
         for name in names:
             notify(name, "start", "")
             t0 = time.perf_counter()

@@ -4,7 +4,8 @@ Every stage has one shape, `stage(ctx, rec) -> summary line`: it resolves its in
 Context, or from the state store when run on its own), records them in `rec.inputs`, does the
 work through the area module that owns it, records `rec.outputs` and `rec.timings` (seconds
 spent inside the libraries, so shipml's own overhead is measurable), and raises GateFailed
-when a gate says no. `pipeline.run_stages` records each call as a step run.
+when a gate says no. `pipeline.run_stages` records each call as a step run, after every
+`PREFLIGHT` check of the run's stages (a run whose deploy port is taken does no work).
 """
 
 from __future__ import annotations
@@ -306,6 +307,15 @@ def deploy(ctx: Context, rec: StepRecord) -> str:
     )
 
 
+def deploy_preflight(ctx: Context) -> None:
+    """A run that will start the server finds its port free before its first stage."""
+    from shipml.deploy.local import LocalTarget
+
+    if ctx.project.config.deploy.in_run != "never":
+        LocalTarget(ctx.project).preflight()
+
+
+PREFLIGHT: dict[str, Callable[[Context], None]] = {"deploy": deploy_preflight}
 STAGES: dict[str, Callable[[Context, StepRecord], str]] = {
     "ingest": ingest,
     "validate": validate,

@@ -34,12 +34,18 @@ def register_commands(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve a model over HTTP (MLflow and Open Inference Protocol)."""
+        from shipml._ports import claim
         from shipml.config import CONFIG_FILE, load_project
         from shipml.serve.server import build_spec, run
 
         with errors(False):
             found = project / CONFIG_FILE if project.is_dir() else project
             p = load_project(project) if found.exists() else None
+            cfg = p.config.serve if p else None
+            host = host or (cfg.host if cfg else "127.0.0.1")
+            port = port if port is not None else (cfg.port if cfg else 8080)
+            fix = "stop that process, or pass --port or set serve.port (0 picks a free port)"
+            sock = claim(host, port, fix=fix)  # before anything loads or is announced
             spec = build_spec(model, p)
         if model_name or model_version:
             first = spec.variants[0]
@@ -49,15 +55,13 @@ def register_commands(app: typer.Typer) -> None:
                 version=model_version or first.version,
             )
             spec = replace(spec, variants=[named, *spec.variants[1:]])
-        cfg = p.config.serve if p else None
-        host = host or (cfg.host if cfg else "127.0.0.1")
-        port = port if port is not None else (cfg.port if cfg else 8080)
         workers = workers or (cfg.workers if cfg else 1)
         variant = spec.variants[0]
         console(stderr=True).print(
-            f"serving {variant.model_name} version {variant.version} on http://{host}:{port} "
+            f"serving {variant.model_name} version {variant.version} on "
+            f"http://{host}:{sock.getsockname()[1]} "
             f"({workers} worker{'s' if workers > 1 else ''}); admin API "
             f"{'on' if spec.admin_token else 'off'}",
             markup=False,
         )
-        run(spec, host=host, port=port, workers=workers)
+        run(spec, sock=sock, workers=workers)

@@ -4,10 +4,19 @@ Files under `.shipml/deploy/`: `server.json` (the supervisor's pid, port, URL, s
 `desired.json` (what the supervisor starts: the stable model and the server's options; kept
 current on every stable swap, so a restarted server serves what was promoted last),
 `admin.token` (random, mode 0600, handed over in the environment, never on a command line or
-in a log) and `server.log` (supervisor and server output). The supervisor (supervise.py) runs
-in its own session, so it outlives the command that started it, restarts a server that dies,
-and on SIGTERM (`shipml down`) stops it gracefully: in-flight requests finish and the
-inference log is flushed.
+in a log) and `server.log` (supervisor and server output).
+
+Who answers on the port is proven, never assumed: another process may hold it (the pre-flight
+check and the server's own claim of its port say so, naming the holder), or take it while our
+server is down. The token is also the server's identity: before counting the server ready,
+and before every call that carries the token, the target sends a random challenge to
+`/admin/identity` and accepts only the HMAC answer that a holder of the token can give
+(serve/admin.py). The token itself never goes to a process that has not proven it holds it,
+and the supervisor's restarts keep it (they inherit its environment).
+
+The supervisor (supervise.py) runs in its own session, so it outlives the command that
+started it, restarts a server that dies, and on SIGTERM (`shipml down`) stops it gracefully:
+in-flight requests finish and the inference log is flushed.
 
 Models are resolved to local folders by the controller, which already talks to the registry,
 so the server never imports MLflow and starts in about a second.
@@ -15,6 +24,8 @@ so the server never imports MLflow and starts in about a second.
 
 from __future__ import annotations
 
+import hmac
+import http.client
 import json
 import os
 import secrets
@@ -29,10 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipml._ports import ensure_free, holder
 from shipml._process import pid_alive
 from shipml.config import Project
 from shipml.deploy.target import STABLE, ModelRef, TargetStatus, VariantState
-from shipml.errors import DeployError
+from shipml.errors import DeployError, PortError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["LocalTarget"]
 
 _TAIL = 30  # log lines shown when the server fails
+_FIX = "stop that process, or set serve.port to another port (0 picks a free one)"
+OURS, OTHER, NOBODY = "ours", "another process", "nothing"  # who answers on the port
 
 
 @dataclass
@@ -56,6 +70,12 @@ class LocalTarget:
         return self.dir / "server.log"
 
     # ---- Target ------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Before a run does any work: the server it would start can have its port."""
+        cfg = self.project.config.serve
+        if cfg.port and not self._alive():
+            ensure_free(cfg.host, cfg.port, fix=_FIX)
 
     def start(self, stable: ModelRef) -> None:
         if self._alive():
@@ -115,12 +135,16 @@ class LocalTarget:
     def status(self) -> TargetStatus:
         record = self._record()
         if record is None:
-            return TargetStatus(False, False, None, detail="not started (no server.json)")
+            cfg = self.project.config.serve
+            url = _url(cfg.host, cfg.port) if cfg.port else None
+            return self._down("not started (no server.json)", url, {})
         facts = {"pid": record["pid"], "log": str(self.log_file), "since": record["started_at"]}
         if not pid_alive(record["pid"]):
-            return TargetStatus(
-                False, False, record["url"], detail="the server process is gone", facts=facts
-            )
+            detail = f"our server is down (its supervisor, pid {record['pid']}, is gone)"
+            return self._down(detail, record["url"], facts, keep_url=True)
+        facts["answering"] = who = self._identify(record["url"])
+        if who != OURS:
+            return TargetStatus(True, False, record["url"], (), self._not_ours(who), facts)
         try:
             ready = self._status_code("/readyz") == 200
             data = json.loads(self._admin("GET", "/admin/variants"))
@@ -136,6 +160,16 @@ class LocalTarget:
             for v in data["variants"]
         )
         return TargetStatus(True, ready, record["url"], variants, "", facts)
+
+    def _down(
+        self, detail: str, url: str | None, facts: dict[str, object], *, keep_url: bool = False
+    ) -> TargetStatus:
+        """Our server is not running; say so, and whether another process answers instead."""
+        if url is not None:
+            facts["answering"] = who = self._identify(url)
+            if who == OTHER:
+                detail = f"{detail}; {self._not_ours(who, url)}"
+        return TargetStatus(False, False, url if keep_url else None, detail=detail, facts=facts)
 
     def stop(self) -> None:
         record = self._record()
@@ -161,11 +195,7 @@ class LocalTarget:
                 f"changed through the admin API, which one worker process cannot pass on"
             )
         port = cfg.port or _free_port(cfg.host)
-        if not _port_free(cfg.host, port):
-            raise DeployError(
-                f"port {port} on {cfg.host} is already in use; stop what holds it, or set "
-                f"serve.port (0 picks a free one)"
-            )
+        ensure_free(cfg.host, port, fix=_FIX)
         self.dir.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(32)
         token_file = self.dir / "admin.token"
@@ -185,34 +215,39 @@ class LocalTarget:
                 cwd=self.project.root,
                 start_new_session=True,  # outlives this command; stopped by `shipml down`
             )
-        host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else cfg.host
         record = {
             "pid": process.pid,
             "port": port,
-            "url": f"http://{host}:{port}",
+            "url": _url(cfg.host, port),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (self.dir / "server.json").write_text(json.dumps(record))
         self._wait_ready(process)
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self.project.config.deploy.ready_timeout_s
+        """Until the server we started answers ready and proves it is ours."""
+        cfg, url = self.project.config, self._url()
+        deadline = time.monotonic() + cfg.deploy.ready_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 (self.dir / "server.json").unlink(missing_ok=True)
+                ensure_free(cfg.serve.host, _port(url), fix=_FIX)  # taken since the check?
                 raise DeployError(
                     f"the server exited with code {process.returncode} before it was ready; "
                     f"last lines of {self.log_file}:\n{self.log_tail()}"
                 )
             try:
-                if self._status_code("/readyz") == 200:
+                if self._identify(url) == OURS and self._status_code("/readyz") == 200:
                     return
             except DeployError:
                 pass
             time.sleep(0.1)
+        who = self._identify(url)
         self.stop()
+        if who == OTHER:
+            raise PortError(self._not_ours(who, url))
         raise DeployError(
-            f"the server was not ready within {self.project.config.deploy.ready_timeout_s:g} s "
+            f"the server was not ready within {cfg.deploy.ready_timeout_s:g} s "
             f"(deploy.ready_timeout_s); last lines of {self.log_file}:\n{self.log_tail()}"
         )
 
@@ -255,13 +290,52 @@ class LocalTarget:
         return str(record["url"])
 
     def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> bytes:
-        token = (self.dir / "admin.token").read_text().strip()
+        url = self._url()
+        if (who := self._identify(url)) != OURS:  # the token goes only to our own server
+            raise DeployError(self._not_ours(who, url))
+        token = self._token() or ""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self._url() + path, data=data, method=method)
+        request = urllib.request.Request(url + path, data=data, method=method)
         request.add_header("Authorization", f"Bearer {token}")
         if data is not None:
             request.add_header("Content-Type", "application/json")
         return self._send(request, timeout=120)
+
+    def _token(self) -> str | None:
+        try:
+            return (self.dir / "admin.token").read_text().strip() or None
+        except OSError:
+            return None
+
+    def _identify(self, url: str) -> str:
+        """Who answers on `url`: OURS (it proved it holds admin.token), OTHER or NOBODY."""
+        from shipml.serve.admin import proof
+
+        challenge = secrets.token_hex(16)
+        request = urllib.request.Request(
+            url + "/admin/identity", headers={"x-shipml-challenge": challenge}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                data = json.loads(response.read())
+        except (urllib.error.HTTPError, http.client.HTTPException, ValueError):
+            return OTHER  # an answer, but not our server's: an error, not HTTP, not JSON
+        except OSError:  # refused, reset or timed out (URLError is an OSError)
+            return NOBODY
+        token, answer = self._token(), data.get("proof") if isinstance(data, dict) else None
+        if not token or not isinstance(answer, str):
+            return OTHER
+        return OURS if hmac.compare_digest(answer, proof(token, challenge)) else OTHER
+
+    def _not_ours(self, who: str, url: str | None = None) -> str:
+        url = url or self._url()
+        if who == NOBODY:
+            return f"our server does not answer on {url} (starting, or stuck); see {self.log_file}"
+        by = holder(_port(url))
+        return (
+            f"another process answers on {url}{f', held by {by}' if by else ''}: it is not the "
+            f"server shipml started; {_FIX}"
+        )
 
     def _get(self, path: str) -> bytes:
         return self._send(urllib.request.Request(self._url() + path), timeout=10)
@@ -299,14 +373,12 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
+def _url(host: str, port: int) -> str:
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def curl_example(model_dir: Path, url: str) -> str:

@@ -4,6 +4,12 @@
     POST   /admin/variants         {"name", "model": folder or models:/ URI, "weight", "shadow"}
     PUT    /admin/weights          {"weights": {"stable": 90, "canary": 10}}
     DELETE /admin/variants/{name}
+    GET    /admin/identity         x-shipml-challenge: <random> -> {"proof": proof(token, it)}
+
+`/admin/identity` needs no Authorization: whoever started the server asks it to prove that it
+holds the token, without sending the token to whatever answers on the port (the local target
+asks before it counts the server ready and before every token-bearing call; another process
+on that port cannot answer it). The proof is an HMAC of the challenge under the token.
 
 `Authorization: Bearer <token>`: 401 without it, 403 with a wrong one (compared in constant
 time), 403 for every call when the server was started without a token. The token is never
@@ -34,6 +40,7 @@ class Admin:
     def __init__(self, app: App, token: str | None) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token or None
         self._lock = asyncio.Lock()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,6 +48,10 @@ class Admin:
 
         headers = headers_of(scope)
         given = headers.get(b"authorization")
+        if scope["path"] == "/admin/identity" and self._token is not None:
+            challenge = headers.get(b"x-shipml-challenge", b"")[:256].decode("latin-1")
+            await respond(send, 200, orjson.dumps({"proof": proof(self._token, challenge)}))
+            return
         if self._expected is None:
             await error(
                 send,
@@ -160,6 +171,12 @@ class Admin:
         self.app._publish_info()
         self.app._spawn(variant.batcher.close())  # its queued requests still get answers
         return self.describe()
+
+
+def proof(token: str, challenge: str) -> str:
+    """What only a holder of `token` can answer to `challenge` (GET /admin/identity)."""
+    message = f"shipml-identity:{challenge}".encode()
+    return hmac.new(token.encode(), message, "sha256").hexdigest()
 
 
 def _json(body: bytes) -> dict[str, Any]:

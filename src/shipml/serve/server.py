@@ -11,18 +11,22 @@ deadlines (`serve.header_timeout_s`, `serve.body_timeout_s`) cut slow clients, a
 in the connections already queued in the accept backlog, reads and answers each request
 already received (closing the connection after it), closes idle connections, and then the
 app's shutdown answers everything queued and flushes the inference log.
+
+`run` serves on a socket the caller has already claimed (`shipml._ports.claim`): the port is
+taken before the model loads and before anything is announced, so a busy port fails at once
+with a message naming its holder, and nobody else can take the port while the model loads.
+A server that cannot start (its model does not load) exits with 2, not uvicorn's 3.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
+from socket import socket
 from typing import Any
 
 from shipml.config import Project, ServeConfig
@@ -60,11 +64,13 @@ def app_from_env() -> App:
     return App(ServerSpec(**data))
 
 
-def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
+def run(spec: ServerSpec, *, sock: socket, workers: int = 1) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from shipml.serve.connections import Protocol, Server
 
+    host, port = sock.getsockname()[:2]
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -83,10 +89,14 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
     spec = dataclasses.replace(spec, workers=workers)
     if workers == 1:
         server = Server(uvicorn.Config(App(spec), **options))
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised after the shutdown
-            server.run()
+        try:
+            server.run(sockets=[sock])  # what uvicorn.run does, on our socket
+        except KeyboardInterrupt:  # Ctrl-C, after the shutdown
+            pass
+        except SystemExit as exc:  # uvicorn's "start-up failed" (3); the log says why
+            raise SystemExit(2 if exc.code == 3 else exc.code) from None
         if not server.started:
-            sys.exit(3)  # as uvicorn.run: the app's start-up failed (logged), or the bind did
+            raise SystemExit(2)
         return
     # Each worker runs uvicorn's own Server: read deadlines hold there too, but a SIGTERM
     # resets connections still queued in the shared accept backlog (see docs/architecture.md).
@@ -94,4 +104,8 @@ def run(spec: ServerSpec, *, host: str, port: int, workers: int = 1) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         payload = {**dataclasses.asdict(spec), "serve": spec.serve.model_dump(mode="json")}
         os.environ[SPEC_ENV] = json.dumps(payload)
-        uvicorn.run("shipml.serve.server:app_from_env", factory=True, workers=workers, **options)
+        config = uvicorn.Config(
+            "shipml.serve.server:app_from_env", factory=True, workers=workers, **options
+        )
+        sock.set_inheritable(True)
+        Multiprocess(config, sockets=[sock]).run()
