@@ -16,7 +16,10 @@ def register_commands(app: typer.Typer) -> None:
     def serve(
         model: Annotated[
             str,
-            typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION, or a model folder."),
+            typer.Argument(
+                help="models:/NAME@ALIAS or models:/NAME/VERSION (verified against its "
+                "registration), or a model folder with --record or --trust-folder."
+            ),
         ],
         project: ProjectOpt = Path("."),
         host: Annotated[str | None, typer.Option(help="Bind address (serve.host).")] = None,
@@ -32,15 +35,42 @@ def register_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="Version label of a model folder (default: local)."),
         ] = None,
+        record: Annotated[
+            Path | None,
+            typer.Option(
+                help="Verify the folder against this registration record (model.record.json, "
+                "written by shipml build) before loading it."
+            ),
+        ] = None,
+        trust_folder: Annotated[
+            bool,
+            typer.Option(
+                "--trust-folder",
+                help="Serve a model folder as it is, unverified: its code runs. For local "
+                "development with a folder you trust.",
+            ),
+        ] = False,
     ) -> None:
         """Serve a model over HTTP (MLflow and Open Inference Protocol)."""
         from shipml.config import CONFIG_FILE, load_project
+        from shipml.errors import UsageError
         from shipml.serve.server import build_spec, run
 
         with errors(False):
             found = project / CONFIG_FILE if project.is_dir() else project
             p = load_project(project) if found.exists() else None
-            spec = build_spec(model, p)
+            spec = build_spec(model, p, record_file=record, trust_folder=trust_folder)
+            if (model_name or model_version) and not spec.variants[0].trusted:
+                raise UsageError(
+                    "--model-name and --model-version label a folder served with "
+                    "--trust-folder; a registered version is named by its registration"
+                )
+        if spec.variants[0].trusted:
+            console(stderr=True).print(
+                f"trusting {model} as it is: its files are not verified against a "
+                f"registration, and its code runs (--trust-folder)",
+                markup=False,
+            )
         if model_name or model_version:
             first = spec.variants[0]
             named = replace(

@@ -9,8 +9,10 @@ in its own session, so it outlives the command that started it, restarts a serve
 and on SIGTERM (`shipml down`) stops it gracefully: in-flight requests finish and the
 inference log is flushed.
 
-Models are resolved to local folders by the controller, which already talks to the registry,
-so the server never imports MLflow and starts in about a second.
+The server is given registry references (`models:/name/3`), never folders: the controller
+resolves and verifies each version first (refusing a tampered one before any release is
+recorded) and pre-downloads it into the serve cache; the server looks the version up in the
+same registry and verifies the cached files again before it loads them.
 """
 
 from __future__ import annotations
@@ -79,9 +81,7 @@ class LocalTarget:
             "/admin/variants",
             {
                 "name": variant,
-                "model": str(model.path),
-                "model_name": model.name,
-                "version": str(model.version),
+                "model": model.uri,
                 "weight": weight,
                 "shadow": shadow,
             },
@@ -222,7 +222,7 @@ class LocalTarget:
         if options is None:
             options = json.loads(file.read_text())["args"]
         desired = {
-            "stable": {"path": str(stable.path), "name": stable.name, "version": stable.version},
+            "stable": {"model": stable.uri, "name": stable.name, "version": stable.version},
             "args": options,
         }
         tmp = file.with_suffix(".tmp")
