@@ -56,6 +56,12 @@ def register_commands(app: typer.Typer) -> None:
         from shipml.errors import UsageError
         from shipml.serve.server import build_spec, run
 
+        if trust_folder and record is None and not model.startswith("models:/"):
+            console(stderr=True).print(
+                f"trusting {model} as it is: its files are not verified against a "
+                f"registration, and its code runs (--trust-folder)",
+                markup=False,
+            )
         with errors(False):
             found = project / CONFIG_FILE if project.is_dir() else project
             p = load_project(project) if found.exists() else None
@@ -65,12 +71,6 @@ def register_commands(app: typer.Typer) -> None:
                     "--model-name and --model-version label a folder served with "
                     "--trust-folder; a registered version is named by its registration"
                 )
-        if spec.variants[0].trusted:
-            console(stderr=True).print(
-                f"trusting {model} as it is: its files are not verified against a "
-                f"registration, and its code runs (--trust-folder)",
-                markup=False,
-            )
         if model_name or model_version:
             first = spec.variants[0]
             named = replace(
