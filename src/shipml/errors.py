@@ -8,6 +8,7 @@
      ├── TrainingContractError(TypeError) the user's train function breaks the contract (exit 2)
      ├── UserCodeError(RuntimeError)    the project's own code raised (its file:line)  (exit 2)
      ├── RegistryError(RuntimeError)    the model registry refused an operation  (exit 2)
+     ├── ModelIntegrityError(RuntimeError) a model's files are not what was registered (exit 2)
      ├── StateError(RuntimeError)       the state store is unreachable or inconsistent (exit 2)
      ├── BuildError(RuntimeError)       an image cannot be built (builder, wheels, model) (exit 2)
      ├── DeployError(RuntimeError)      a deploy target cannot start, load or answer   (exit 2)
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DeployError",
     "GateFailed",
+    "ModelIntegrityError",
     "PortError",
     "RegistryError",
     "ShipmlError",
@@ -73,6 +75,12 @@ class UserCodeError(ShipmlError, RuntimeError):
 
 class RegistryError(ShipmlError, RuntimeError):
     """The model registry refused an operation (unknown model, version or alias)."""
+
+
+class ModelIntegrityError(ShipmlError, RuntimeError):
+    """A model's files do not match what its registration recorded, it has no such record,
+    or it would run code nobody verified (a pickle, a folder served without a registry
+    reference); nothing of it is loaded."""
 
 
 class StateError(ShipmlError, RuntimeError):

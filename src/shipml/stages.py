@@ -216,7 +216,7 @@ def evaluate(ctx: Context, rec: StepRecord) -> str:
 
 
 def register(ctx: Context, rec: StepRecord) -> str:
-    from shipml.build.model import fingerprint
+    from shipml.registry.manifest import fingerprint
     from shipml.registry.models import register as register_version
 
     preload("mlflow")
@@ -227,7 +227,8 @@ def register(ctx: Context, rec: StepRecord) -> str:
     evaluation = _evaluation_of(ctx, trained.run_id)
     snap = ctx.current_snapshot()
     with timed(rec, "mlflow"):
-        files = fingerprint(p, trained.model_uri)  # builds check the model against this
+        # every later load (serve, deploy, build) checks the files against this record
+        files = fingerprint(p, trained.model_uri, trained.run_id)
         mv = register_version(
             p,
             ctx.store,

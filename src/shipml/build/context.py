@@ -7,6 +7,7 @@ the same inputs, and returns its hash. Which files it holds is described in dock
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from shipml.build.dockerfile import (
 from shipml.build.wheels import Wheelhouse
 from shipml.config import Project
 from shipml.errors import BuildError
+from shipml.registry.manifest import Record
 
 __all__ = ["BuildContext", "ModelRef", "assemble", "dockerfile_spec", "image_config"]
 
@@ -88,14 +90,21 @@ def assemble(
     wheels: Wheelhouse,
     python_version: str,
     dest: Path,
+    *,
+    record: Record,
 ) -> BuildContext:
-    """Write the build context of `ref` into `dest` (replacing what was there)."""
+    """Write the build context of `ref` into `dest` (replacing what was there).
+
+    `model_dir` was verified against `record`; the record goes into the image with it
+    (model.record.json, without the build machine's artifact URI) so that the server checks
+    the files again, and takes the skops trusted types from it, without a registry."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     manifest = tree_manifest(model_dir)
     shutil.copytree(model_dir, dest / "model")
     (dest / "model.sha256").write_text(manifest)
+    dataclasses.replace(record, source="").save(dest / "model.record.json")
     model_hash = sha256_file(dest / "model.sha256")
     for folder, names in (("wheels", wheels.wheels), ("tools", (wheels.pip,))):
         (dest / folder).mkdir()

@@ -15,6 +15,8 @@ The build context it expects (assembled by `context.py`):
     tools/              the pip wheel that installs them (pip itself is not installed)
     model/              the registered MLflow model folder
     model.sha256        `sha256sum` manifest of model/; its own hash is MODEL_HASH
+    model.record.json   the registration record (manifest, hash, skops trusted types) the
+                        server verifies model/ against before loading it (`--record`)
     shipml.yaml         the serving settings of the image (project name, serve section)
 """
 
@@ -66,11 +68,11 @@ def render(spec: DockerfileSpec) -> str:
         "else 'the base image has Python ' + v + ', the model was trained with Python "
         "${PYTHON_VERSION}: set build.base to a Python ${PYTHON_VERSION} image')"
     )
-    # `exec` makes shipml serve PID 1 (it gets SIGTERM); the shell only expands the model's
-    # name and version (ENV from build arguments), which its metrics carry as labels.
+    # `exec` makes shipml serve PID 1 (it gets SIGTERM). The server verifies the model
+    # folder against the registration record the build baked in (no registry in the image)
+    # before loading it; the record names the model and version its metrics carry.
     serve = (
-        f"exec {venv}/bin/shipml serve {APP}/model --project {APP} "
-        '--model-name "$SHIPML_MODEL_NAME" --model-version "$SHIPML_MODEL_VERSION"'
+        f"exec {venv}/bin/shipml serve {APP}/model --record {APP}/model.record.json --project {APP}"
     )
     entrypoint = ["/bin/sh", "-c", serve]
     healthcheck = [f"{venv}/bin/python", "-c", probe]
@@ -99,10 +101,11 @@ def render(spec: DockerfileSpec) -> str:
 # 1. The model, checked against the hash recorded when it was registered.
 FROM {spec.base} AS model
 ARG MODEL_HASH
-COPY model.sha256 {APP}/model.sha256
+COPY model.sha256 model.record.json {APP}/
 COPY model/ {APP}/model/
 RUN cd {APP} \\
  && echo "${{MODEL_HASH#sha256:}}  model.sha256" | sha256sum --check --strict --quiet \\
+ && grep -q "\\"hash\\": \\"$MODEL_HASH\\"" model.record.json \\
  && cd model && sha256sum --check --strict --quiet ../model.sha256
 
 # 2. The serving environment: `shipml[serve]` at the versions the training run locked,

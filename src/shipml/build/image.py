@@ -8,7 +8,8 @@ writes the build record. The build stage records `prepare`'s inputs before `exec
     <state>/build/wheels/                 the wheel cache (wheels.py)
     <state>/build/<model>-<version>/
         context/       the newest build context of this version
-        model/         the model as downloaded and verified (loaded in process for validation)
+        model/         the model as downloaded and verified (loaded in process for validation;
+                       no bytecode is written into it, it would fail the next verification)
         record.json    the newest build record: image, digests, hashes, size, timings
         sbom.cdx.json  the image's CycloneDX SBOM
         build.log, container.log
@@ -26,7 +27,8 @@ from shipml.build.builders import Builder, detect
 from shipml.build.context import BuildContext, ModelRef, assemble, dockerfile_spec
 from shipml.build.dockerfile import APP, render
 from shipml.config import Project
-from shipml.errors import BuildError, UsageError
+from shipml.errors import BuildError, ShipmlError, UsageError
+from shipml.registry.manifest import Record
 from shipml.state.store import StateStore
 
 __all__ = ["BuildPlan", "BuildResult", "eject", "execute", "find_builder", "prepare"]
@@ -55,7 +57,7 @@ class BuildPlan:
             "model": self.ref.name,
             "version": self.ref.version,
             "model_hash": self.context.model_hash,
-            "model_hash_verified": self.ref.recorded_hash is not None,
+            "model_hash_verified": True,  # fetch_model refuses anything else
             "base": cfg.base,
             "dockerfile": cfg.dockerfile or "rendered",
             "dockerfile_hash": self.context.dockerfile_hash,
@@ -140,11 +142,11 @@ def prepare(project: Project, builder: Builder, version: int | None = None) -> B
     t0 = time.perf_counter()
     ref = registered.model_ref(project, version)
     folder = project.build_dir / f"{ref.name}-{ref.version}"
-    registered.fetch_model(project, ref, folder / "model")
+    record = registered.fetch_model(project, ref, folder / "model")
     lock = registered.fetch_lock(project, ref)
     python = registered.python_version(folder / "model")
     timings["mlflow"] = time.perf_counter() - t0
-    served = _load(folder / "model", ref)
+    served = _load(project, folder / "model", record)
     example = folder / "model" / "serving_input_example.json"
     if not example.is_file():
         raise BuildError(
@@ -162,7 +164,9 @@ def prepare(project: Project, builder: Builder, version: int | None = None) -> B
         wheelhouse=project.path(cfg.wheelhouse) if cfg.wheelhouse else None,
     )
     timings["pip"] = time.perf_counter() - t1
-    context = assemble(project, ref, folder / "model", wheels, python, folder / "context")
+    context = assemble(
+        project, ref, folder / "model", wheels, python, folder / "context", record=record
+    )
     return BuildPlan(
         project=project,
         builder=builder,
@@ -263,22 +267,20 @@ def eject(project: Project, path: Path, *, force: bool = False) -> Path:
     return path
 
 
-def _load(folder: Path, ref: ModelRef) -> Any:
-    """The model as the server loads it, without leaving __pycache__ in its folder."""
-    import sys
+def _load(project: Project, folder: Path, record: Record) -> Any:
+    """The model as the server loads it (verified again, by the same function)."""
+    from shipml.serve.model import Source, load
 
-    from shipml.serve.model import load_model_dir
-
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
-        return load_model_dir(folder, name=ref.name, version=str(ref.version))
+        allow = project.config.serve.allow_pickle
+        return load(Source.registered(folder, record), allow_pickle=allow)
+    except ShipmlError:
+        raise
     except Exception as exc:
         raise BuildError(
-            f"model {ref.name}:{ref.version} cannot be loaded ({type(exc).__name__}: {exc}); "
+            f"model {record.label} cannot be loaded ({type(exc).__name__}: {exc}); "
             f"an image of it would never become ready. Train and register it again"
         ) from None
-    finally:
-        sys.dont_write_bytecode = before
 
 
 def _read_sbom(builder: Builder, image: str) -> str:

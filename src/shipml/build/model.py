@@ -1,8 +1,9 @@
 """The registered model a build starts from: its registry record, files and lock.
 
-A model version is hashed when it is registered (`fingerprint`, tags `shipml.model_hash`
-and `shipml.model_manifest`). A build downloads the version afresh and refuses it when the
-files no longer hash to what was registered, naming the files that changed.
+A model version is fingerprinted when it is registered (registry/manifest.py: tags
+`shipml.model_hash`, `shipml.model_manifest`, `shipml.skops_trusted_types`). A build reads
+that registration record, downloads the version afresh and refuses it when any file differs
+from what was registered, naming the files; the record goes into the image with the model.
 """
 
 from __future__ import annotations
@@ -14,32 +15,15 @@ from typing import Any
 
 import yaml
 
-from shipml._hashing import tree_hash, tree_manifest
 from shipml._libs import mlflow_client
 from shipml.build.context import ModelRef
 from shipml.config import Project
 from shipml.errors import BuildError, RegistryError
+from shipml.registry.manifest import HASH_TAG, Record, download, read_record
 
-__all__ = ["fetch_lock", "fetch_model", "fingerprint", "model_ref", "python_version"]
+__all__ = ["fetch_lock", "fetch_model", "model_ref", "python_version"]
 
-HASH_TAG = "shipml.model_hash"
-MANIFEST_TAG = "shipml.model_manifest"
 LOCK = "environment/requirements.lock"
-_TAG_LIMIT = 5000  # MLflow's limit on a tag value is 8000 characters
-
-
-def fingerprint(project: Project, model_uri: str) -> dict[str, str]:
-    """Registry tags recording the logged model's files: their manifest and its hash."""
-    mlflow_client(project.tracking_uri)
-    import mlflow
-
-    with tempfile.TemporaryDirectory(prefix="shipml-model-") as tmp:
-        folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        manifest = tree_manifest(folder)
-        tags = {HASH_TAG: tree_hash(folder)}
-    if len(manifest) <= _TAG_LIMIT:
-        tags[MANIFEST_TAG] = manifest
-    return tags
 
 
 def model_ref(project: Project, version: int | None) -> ModelRef:
@@ -74,46 +58,14 @@ def model_ref(project: Project, version: int | None) -> ModelRef:
     )
 
 
-def fetch_model(project: Project, ref: ModelRef, dest: Path) -> str:
-    """Download `ref`'s files into `dest` and check them against the registration; the hash.
-
-    The files come from the version's source (the logged model), as at registration: a
-    download through the registry adds a file of its own (registered_model_meta).
-    """
-    mlflow_client(project.tracking_uri)
-    import mlflow
-
+def fetch_model(project: Project, ref: ModelRef, dest: Path) -> Record:
+    """Download `ref`'s files into `dest`, verified against its registration record; the
+    record. A file that differs is refused, named, and nothing lands in `dest`."""
+    record = read_record(project.tracking_uri, ref.name, str(ref.version))
     if dest.exists():
         shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="shipml-model-", dir=dest.parent) as tmp:
-        folder = mlflow.artifacts.download_artifacts(artifact_uri=ref.source, dst_path=tmp)
-        shutil.copytree(folder, dest)
-    found = tree_hash(dest)
-    if ref.recorded_hash is not None and found != ref.recorded_hash:
-        raise BuildError(
-            f"model {ref.name}:{ref.version} does not match what was registered: its files "
-            f"hash to {found}, registration recorded {ref.recorded_hash}"
-            f"{_changed(project, ref, dest)}; the artifact was altered or corrupted after "
-            f"registration. Restore it in the artifact store, or train and register again"
-        )
-    return found
-
-
-def _changed(project: Project, ref: ModelRef, folder: Path) -> str:
-    client = mlflow_client(project.tracking_uri)
-    tags = client.get_model_version(ref.name, str(ref.version)).tags or {}
-    recorded = _parse_manifest(tags.get(MANIFEST_TAG, ""))
-    if not recorded:
-        return ""
-    now = _parse_manifest(tree_manifest(folder))
-    changed = sorted(p for p in recorded.keys() | now.keys() if recorded.get(p) != now.get(p))
-    return f" (changed: {', '.join(changed)})" if changed else ""
-
-
-def _parse_manifest(text: str) -> dict[str, str]:
-    pairs = (line.split("  ", 1) for line in text.splitlines() if "  " in line)
-    return {path: digest for digest, path in pairs}
+    download(project.tracking_uri, record, dest)
+    return record
 
 
 def fetch_lock(project: Project, ref: ModelRef) -> str:

@@ -16,7 +16,10 @@ def register_commands(app: typer.Typer) -> None:
     def serve(
         model: Annotated[
             str,
-            typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION, or a model folder."),
+            typer.Argument(
+                help="models:/NAME@ALIAS or models:/NAME/VERSION (verified against its "
+                "registration), or a model folder with --record or --trust-folder."
+            ),
         ],
         project: ProjectOpt = Path("."),
         host: Annotated[str | None, typer.Option(help="Bind address (serve.host).")] = None,
@@ -32,12 +35,34 @@ def register_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="Version label of a model folder (default: local)."),
         ] = None,
+        record: Annotated[
+            Path | None,
+            typer.Option(
+                help="Verify the folder against this registration record (model.record.json, "
+                "written by shipml build) before loading it."
+            ),
+        ] = None,
+        trust_folder: Annotated[
+            bool,
+            typer.Option(
+                "--trust-folder",
+                help="Serve a model folder as it is, unverified: its code runs. For local "
+                "development with a folder you trust.",
+            ),
+        ] = False,
     ) -> None:
         """Serve a model over HTTP (MLflow and Open Inference Protocol)."""
         from shipml._ports import claim
         from shipml.config import CONFIG_FILE, load_project
+        from shipml.errors import UsageError
         from shipml.serve.server import build_spec, run
 
+        if trust_folder and record is None and not model.startswith("models:/"):
+            console(stderr=True).print(
+                f"trusting {model} as it is: its files are not verified against a "
+                f"registration, and its code runs (--trust-folder)",
+                markup=False,
+            )
         with errors(False):
             found = project / CONFIG_FILE if project.is_dir() else project
             p = load_project(project) if found.exists() else None
@@ -46,7 +71,12 @@ def register_commands(app: typer.Typer) -> None:
             port = port if port is not None else (cfg.port if cfg else 8080)
             fix = "stop that process, or pass --port or set serve.port (0 picks a free port)"
             sock = claim(host, port, fix=fix)  # before anything loads or is announced
-            spec = build_spec(model, p)
+            spec = build_spec(model, p, record_file=record, trust_folder=trust_folder)
+            if (model_name or model_version) and not spec.variants[0].trusted:
+                raise UsageError(
+                    "--model-name and --model-version label a folder served with "
+                    "--trust-folder; a registered version is named by its registration"
+                )
         if model_name or model_version:
             first = spec.variants[0]
             named = replace(

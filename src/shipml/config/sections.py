@@ -249,6 +249,11 @@ class ServeConfig(_Section):
     admin_token_env: str = Field(
         "SHIPML_ADMIN_TOKEN", description="Environment variable holding the admin API token."
     )
+    allow_pickle: bool = Field(
+        False,
+        description="Load pickled models (serialization_format: cloudpickle), which run any "
+        "code they hold when loaded; off: only skops models load.",
+    )
 
 
 class BuildConfig(_Section):

@@ -500,16 +500,21 @@ class Controller:
         return version
 
     def _model(self, version: int) -> ModelRef:
+        """The version, fetched into the serve cache and verified against its registration
+        (the cached copy too, every time): a tampered file is refused here, naming it, before
+        a release is recorded or the target is touched."""
         from shipml.registry.models import get_version
-        from shipml.serve.model import resolve
+        from shipml.serve.model import preflight, resolve
 
         get_version(self.project, version)  # a clear error for an unknown version
-        path, name, number = resolve(
+        source = resolve(
             f"models:/{self.project.model_name}/{version}",
             tracking_uri=self.project.tracking_uri,
             cache_dir=self.project.state_dir / "serve" / "models",
+            model_name=self.project.model_name,
         )
-        return ModelRef(name, int(number), path)
+        preflight(source, allow_pickle=self.project.config.serve.allow_pickle)
+        return ModelRef(source.name, int(source.version), source.path)
 
     def _snapshot(self, version: int) -> str | None:
         from shipml.registry.models import get_version

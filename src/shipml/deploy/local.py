@@ -18,8 +18,10 @@ The supervisor (supervise.py) runs in its own session, so it outlives the comman
 started it, restarts a server that dies, and on SIGTERM (`shipml down`) stops it gracefully:
 in-flight requests finish and the inference log is flushed.
 
-Models are resolved to local folders by the controller, which already talks to the registry,
-so the server never imports MLflow and starts in about a second.
+The server is given registry references (`models:/name/3`), never folders: the controller
+resolves and verifies each version first (refusing a tampered one before any release is
+recorded) and pre-downloads it into the serve cache; the server looks the version up in the
+same registry and verifies the cached files again before it loads them.
 """
 
 from __future__ import annotations
@@ -99,9 +101,7 @@ class LocalTarget:
             "/admin/variants",
             {
                 "name": variant,
-                "model": str(model.path),
-                "model_name": model.name,
-                "version": str(model.version),
+                "model": model.uri,
                 "weight": weight,
                 "shadow": shadow,
             },
@@ -257,7 +257,7 @@ class LocalTarget:
         if options is None:
             options = json.loads(file.read_text())["args"]
         desired = {
-            "stable": {"path": str(stable.path), "name": stable.name, "version": stable.version},
+            "stable": {"model": stable.uri, "name": stable.name, "version": stable.version},
             "args": options,
         }
         tmp = file.with_suffix(".tmp")

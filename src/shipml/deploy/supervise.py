@@ -29,11 +29,8 @@ _WINDOW_S = 60.0
 
 def command(desired: dict[str, Any]) -> list[str]:
     stable = desired["stable"]
-    return [
-        sys.executable, "-m", "shipml", "serve", stable["path"],
-        "--model-name", stable["name"], "--model-version", str(stable["version"]),
-        *desired["args"],
-    ]  # fmt: skip
+    model = stable.get("model") or f"models:/{stable['name']}/{stable['version']}"
+    return [sys.executable, "-m", "shipml", "serve", model, *desired["args"]]
 
 
 def supervise(directory: Path) -> int:

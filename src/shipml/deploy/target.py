@@ -24,7 +24,7 @@ STABLE = "stable"
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A registered model version and the local folder holding it."""
+    """A registered model version, verified, and the local folder holding its files."""
 
     name: str
     version: int
@@ -33,6 +33,11 @@ class ModelRef:
     @property
     def label(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def uri(self) -> str:
+        """The registry reference a server loads it by (never the folder)."""
+        return f"models:/{self.name}/{self.version}"
 
 
 @dataclass(frozen=True)

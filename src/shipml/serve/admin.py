@@ -1,7 +1,7 @@
 """The admin API: load variants, set traffic weights, remove variants. Token required.
 
     GET    /admin/variants         what is loaded, with weights
-    POST   /admin/variants         {"name", "model": folder or models:/ URI, "weight", "shadow"}
+    POST   /admin/variants         {"name", "model": "models:/NAME/VERSION", "weight", "shadow"}
     PUT    /admin/weights          {"weights": {"stable": 90, "canary": 10}}
     DELETE /admin/variants/{name}
     GET    /admin/identity         x-shipml-challenge: <random> -> {"proof": proof(token, it)}
@@ -15,6 +15,11 @@ on that port cannot answer it). The proof is an HMAC of the challenge under the 
 time), 403 for every call when the server was started without a token. The token is never
 logged or echoed. Every change builds a new routing table and swaps it in one assignment,
 after any new model is loaded and warmed up, so no request fails during a swap.
+
+A variant is a registered version of the served model, named by registry reference and
+resolved in the server's configured registry; its files are verified against the
+registration before anything of them is loaded (serve/model.py). Paths are refused with one
+message whatever they name, so the API tells nothing about the server's filesystem.
 
 Changes are refused (409) when the server runs several worker processes: each holds its own
 routing table, and a change would reach only the worker that happened to receive it.
@@ -96,29 +101,46 @@ class Admin:
         return {"variants": [v.describe() for v in self.app.routing.variants.values()]}
 
     async def _add(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Load a registered version of the served model from the configured registry.
+
+        Only registry references are accepted, never paths: a path would let the caller run
+        any folder's code, and an error about it would tell whether the path exists.
+        """
         from shipml.serve.app import VariantSpec
-        from shipml.serve.model import resolve
+        from shipml.serve.model import REF, resolve
 
         name, model = data.get("name"), data.get("model")
         if not isinstance(name, str) or not name or not isinstance(model, str):
+            raise InputError(422, "invalid_variant", _ADD_HELP, "name")
+        if REF.match(model) is None:
             raise InputError(
                 422,
-                "invalid_variant",
-                'send {"name": "canary", "model": "<path or models:/name/3>", "weight": 0}',
-                "name",
+                "not_a_registry_reference",
+                f"the admin API loads registered versions only; {_ADD_HELP}",
+                "model",
             )
         weight, shadow = _number(data.get("weight", 0), "weight"), bool(data.get("shadow", False))
         spec = self.app.spec
         cache = Path(spec.model_cache or ".shipml/serve/models")
+        served = self._served_name()
         try:
-            path, model_name, version = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: resolve(model, tracking_uri=spec.tracking_uri, cache_dir=cache)
+            source = await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: resolve(
+                    model, tracking_uri=spec.tracking_uri, cache_dir=cache, model_name=served
+                ),
             )
-            if not model.startswith("models:/"):  # a folder: name it as told, or as the server's
-                model_name = str(data.get("model_name") or self._served_name() or model_name)
-                version = str(data.get("version", version))
+            assert source.record is not None
             await self.app.add_variant(
-                VariantSpec(name, str(path), model_name, version, weight, shadow)
+                VariantSpec(
+                    name,
+                    str(source.path),
+                    source.name,
+                    source.version,
+                    weight,
+                    shadow,
+                    record=source.record.to_dict(),
+                )
             )
         except Exception as exc:
             raise InputError(
@@ -177,6 +199,12 @@ def proof(token: str, challenge: str) -> str:
     """What only a holder of `token` can answer to `challenge` (GET /admin/identity)."""
     message = f"shipml-identity:{challenge}".encode()
     return hmac.new(token.encode(), message, "sha256").hexdigest()
+
+
+_ADD_HELP = (
+    'send {"name": "canary", "model": "models:/NAME/VERSION" (or models:/NAME@ALIAS, of the '
+    'registry this server is configured with), "weight": 0}'
+)
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from shipml.serve.inputs import (
     parse_v2,
 )
 from shipml.serve.metrics import Metrics
-from shipml.serve.model import ServedModel, load_model_dir
+from shipml.serve.model import ServedModel, Source, load
 from shipml.serve.variants import Routing, Variant
 
 log = logging.getLogger("shipml.serve")
@@ -71,6 +71,15 @@ class VariantSpec:
     version: str
     weight: float = 100.0
     shadow: bool = False
+    record: dict[str, Any] | None = None  # the registration record its files are checked against
+    trusted: bool = False  # no record: a folder the user trusts as it is (--trust-folder)
+
+    def source(self) -> Source:
+        if self.record is not None:
+            from shipml.registry.manifest import Record
+
+            return Source.registered(Path(self.path), Record.from_dict(self.record))
+        return Source(Path(self.path), self.model_name, self.version, None, self.trusted)
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,9 @@ class App:
     async def add_variant(self, spec: VariantSpec) -> Variant:
         """Load and warm up a model off the event loop, then swap it in atomically."""
         loop = asyncio.get_running_loop()
+        allow_pickle = self.config.allow_pickle
         model: ServedModel = await loop.run_in_executor(
-            None, lambda: load_model_dir(spec.path, name=spec.model_name, version=spec.version)
+            None, lambda: load(spec.source(), allow_pickle=allow_pickle)
         )
         batcher = Batcher(
             model,

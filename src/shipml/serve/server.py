@@ -1,4 +1,4 @@
-"""Start the inference server: resolve the model, build the spec, run uvicorn.
+"""Start the inference server: resolve and verify the model, build the spec, run uvicorn.
 
 uvicorn with uvloop and httptools, access log off (one log line per request costs latency and
 would write request data to logs). With `workers > 1` each worker process builds its own App
@@ -30,22 +30,61 @@ from socket import socket
 from typing import Any
 
 from shipml.config import Project, ServeConfig
+from shipml.errors import UsageError
 from shipml.serve.app import App, ServerSpec, VariantSpec
 
 SPEC_ENV = "SHIPML_SERVE_SPEC"
 
 
-def build_spec(model: str, project: Project | None, *, with_log: bool = True) -> ServerSpec:
-    """The spec for serving `model` (a folder or models:/ URI) as the `stable` variant."""
-    from shipml.serve.model import resolve
+def build_spec(
+    model: str,
+    project: Project | None,
+    *,
+    with_log: bool = True,
+    record_file: Path | None = None,
+    trust_folder: bool = False,
+) -> ServerSpec:
+    """The spec for serving `model` as the `stable` variant.
+
+    `model` is a registry reference (`models:/name/3`, `models:/name@alias`: resolved and
+    verified), or a folder: verified against `record_file` (the registration record the build
+    bakes into an image, so no registry is needed), or served as it is with `trust_folder`.
+    A folder with neither is refused: nothing would vouch for the code it runs.
+    """
+    from shipml.serve.model import Source, preflight, resolve
 
     cfg = project.config.serve if project else ServeConfig()
     cache = (project.state_dir if project else Path(".shipml")) / "serve" / "models"
-    path, name, version = resolve(
-        model, tracking_uri=project.tracking_uri if project else None, cache_dir=cache
+    if model.startswith("models:/"):
+        source = resolve(
+            model, tracking_uri=project.tracking_uri if project else None, cache_dir=cache
+        )
+    elif record_file is not None:
+        from shipml.registry.manifest import Record
+
+        source = Source.registered(Path(model), Record.load(record_file))
+    elif trust_folder:
+        source = Source.trusted_folder(Path(model))
+    else:
+        raise UsageError(
+            f"{model} is a folder, not a registry reference: nothing vouches for its files, "
+            f"and loading it would run its code. Serve a registered version "
+            f"(models:/NAME/VERSION or models:/NAME@ALIAS), pass the registration record a "
+            f"build wrote (--record model.record.json), or, for a folder you trust as it is, "
+            f"pass --trust-folder"
+        )
+    preflight(source, allow_pickle=cfg.allow_pickle)  # refused here, before the server starts
+    variant = VariantSpec(
+        "stable",
+        str(source.path),
+        source.name,
+        source.version,
+        100.0,
+        record=source.record.to_dict() if source.record else None,
+        trusted=source.trusted,
     )
     return ServerSpec(
-        variants=[VariantSpec("stable", str(path), name, version, 100.0)],
+        variants=[variant],
         serve=cfg,
         log_dir=str(project.inference_log_dir)
         if project and with_log and cfg.log_sample_rate > 0

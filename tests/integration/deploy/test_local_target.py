@@ -60,14 +60,11 @@ def test_a_server_that_cannot_start_fails_fast_with_its_log(
     root = tmp_path / "p"
     shutil.copytree(registered, root, ignore=shutil.ignore_patterns("deploy", "serve"))
     target = LocalTarget(load_project(root, env={}))
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "MLmodel").write_text("flavors: {}\n")
     started = time.monotonic()
     with pytest.raises(DeployError, match=r"exited with code .* before it was ready") as failed:
-        target.start(ModelRef("rollout", 9, broken))
+        target.start(ModelRef("rollout", 9, tmp_path / "unused"))  # no such version
     assert time.monotonic() - started < 60
-    assert "holds no scikit-learn model" in str(failed.value)  # the reason, from its log
+    assert "has no version 9" in str(failed.value)  # the reason, from its log
     assert "Traceback" not in str(failed.value)  # an expected error, said in one line
     assert target.status().up is False
 

@@ -31,12 +31,12 @@ def models(project: Project) -> tuple[ModelRef, ModelRef]:
 
     refs = []
     for version in (1, 2):
-        path, name, number = resolve(
+        source = resolve(
             f"models:/rollout/{version}",
             tracking_uri=project.tracking_uri,
             cache_dir=project.state_dir / "serve" / "models",
         )
-        refs.append(ModelRef(name, int(number), path))
+        refs.append(ModelRef(source.name, int(source.version), source.path))
     return refs[0], refs[1]
 
 

@@ -1,8 +1,10 @@
 """A real model for the server tests: the credit example, trained once per session.
 
-`credit_project` is a copy of examples/credit with one trained (not registered) model;
-`model_dir` is that model's MLflow folder, which the server loads without MLflow.
-`served` starts `shipml serve` as a real process on a free loopback port.
+`credit_project` is a copy of examples/credit with one trained model, registered as
+`models:/credit/1` (fingerprinted as `shipml register` does; the evaluation gates are not
+what these tests are about); `model_dir` is that model's MLflow folder in the artifact
+store, which tests serve as a trusted folder (`--trust-folder`). `served` starts `shipml
+serve` as a real process on a free loopback port.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -33,9 +36,23 @@ def credit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     project = tmp_path_factory.mktemp("serve") / "credit"
     shutil.copytree(REPO / "examples" / "credit", project, ignore=shutil.ignore_patterns(".shipml"))
-    result = run_stages(load_project(project, env={}), ["ingest", "train"])
+    loaded = load_project(project, env={})
+    result = run_stages(loaded, ["ingest", "train"])
     assert result.ok, result.to_dict()
+    register_trained(loaded, result.steps[-1].outputs)
     return project
+
+
+def register_trained(project: Any, trained: dict[str, Any]) -> int:
+    """Register a trained model with its fingerprint, as the register stage does."""
+    from shipml.registry.manifest import fingerprint
+    from shipml.registry.models import register
+    from shipml.state.store import StateStore
+
+    run_id, uri = trained["mlflow_run_id"], trained["model_uri"]
+    tags = fingerprint(project, uri, run_id)
+    store = StateStore(project.state_url)
+    return register(project, store, run_id=run_id, model_uri=uri, tags=tags).version
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +93,17 @@ class Served:
 
 
 def start_server(
-    model: Path,
+    model: Path | str,
     project: Path,
     *extra: str,
     wait: float = 120,
     env: dict[str, str] | None = None,
 ) -> Served:
-    """`shipml serve` on a free port; `env` adds variables (e.g. SHIPML_SERVE__... overrides)."""
+    """`shipml serve MODEL`: a registry reference, or a folder (served with --trust-folder);
+    `env` adds variables (e.g. SHIPML_SERVE__... overrides)."""
     port = free_port()
+    if isinstance(model, Path):
+        extra = ("--trust-folder", *extra)
     env = {**os.environ, "SHIPML_ADMIN_TOKEN": TOKEN, **(env or {})}
     cmd = [
         sys.executable,

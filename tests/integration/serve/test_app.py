@@ -12,21 +12,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shipml.config import ServeConfig
+from shipml.config import ServeConfig, load_project
 from shipml.serve.app import App, ServerSpec, VariantSpec
-from shipml.serve.model import load_model_dir
+from shipml.serve.model import Source, load
 from tests.integration.serve.conftest import TOKEN, records
 
 Client = httpx.AsyncClient
 
 
+REGISTERED = "models:/credit/1"  # the same model, as registered (conftest)
+
+
 def run(model_dir: Path, test: Callable[[App, Client], Awaitable[None]], **serve: Any) -> None:
+    """The app serving `model_dir` (a trusted folder) as stable, version label "1"; its admin
+    API loads from the credit project's registry."""
+    project = load_project(model_dir.parents[4], env={})
+
     async def main() -> None:
         app = App(
             ServerSpec(
-                variants=[VariantSpec("stable", str(model_dir), "credit", "1")],
+                variants=[VariantSpec("stable", str(model_dir), "credit", "1", trusted=True)],
                 admin_token=TOKEN,
                 serve=ServeConfig(**serve),
+                tracking_uri=project.tracking_uri,
+                model_cache=str(project.state_dir / "serve" / "models"),
             )
         )
         await app.startup()
@@ -41,7 +50,7 @@ def run(model_dir: Path, test: Callable[[App, Client], Awaitable[None]], **serve
 
 
 def expected(model_dir: Path, frame: pd.DataFrame) -> np.ndarray:
-    model = load_model_dir(model_dir)
+    model = load(Source.trusted_folder(model_dir))
     return model.estimator.predict_proba(frame)[:, model.positive_index]
 
 
@@ -208,7 +217,7 @@ def test_shadow_never_changes_a_response(model_dir: Path, rows: pd.DataFrame) ->
         auth = {"authorization": f"Bearer {TOKEN}"}
         r = await client.post(
             "/admin/variants",
-            json={"name": "shadow", "model": str(model_dir), "shadow": True},
+            json={"name": "shadow", "model": REGISTERED, "shadow": True},
             headers=auth,
         )
         assert r.status_code == 200, r.text
@@ -220,7 +229,7 @@ def test_shadow_never_changes_a_response(model_dir: Path, rows: pd.DataFrame) ->
             assert np.allclose(r.json()["predictions"], want)
         await asyncio.sleep(0.2)
         metrics = (await client.get("/metrics")).text
-        assert 'predictions_total{model="credit",variant="shadow",version="local"} 400.0' in metrics
+        assert 'predictions_total{model="credit",variant="shadow",version="1"} 400.0' in metrics
         assert 'predictions_total{model="credit",variant="stable",version="1"} 400.0' in metrics
         assert 'predictions_total{model="credit",variant="stable",version="1"} 400.0' in metrics
 
@@ -240,7 +249,8 @@ def test_admin_requires_the_token(model_dir: Path) -> None:
 
 def test_admin_is_off_without_a_token(model_dir: Path) -> None:
     async def main() -> None:
-        app = App(ServerSpec(variants=[VariantSpec("stable", str(model_dir), "credit", "1")]))
+        stable = VariantSpec("stable", str(model_dir), "credit", "1", trusted=True)
+        app = App(ServerSpec(variants=[stable]))
         await app.startup()
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -259,7 +269,7 @@ def test_weight_changes_under_load_fail_no_request(model_dir: Path, rows: pd.Dat
         auth = {"authorization": f"Bearer {TOKEN}"}
         r = await client.post(
             "/admin/variants",
-            json={"name": "canary", "model": str(model_dir), "weight": 0},
+            json={"name": "canary", "model": REGISTERED, "weight": 0},
             headers=auth,
         )
         assert r.status_code == 200

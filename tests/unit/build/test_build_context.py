@@ -14,6 +14,8 @@ from shipml.build.dockerfile import read_build_args
 from shipml.build.wheels import Wheelhouse
 from shipml.config import Project, load_project
 from shipml.errors import BuildError
+from shipml.registry.manifest import Record
+from tests._models import record_of
 
 BASE = "localhost/base@sha256:" + "0" * 64
 REF = ModelRef(
@@ -53,6 +55,11 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def record(model_dir: Path) -> Record:
+    return record_of(model_dir, "credit", "3")
+
+
+@pytest.fixture
 def wheels(tmp_path: Path) -> Wheelhouse:
     folder = tmp_path / "wheelhouse"
     (folder / "wheels").mkdir(parents=True)
@@ -70,24 +77,32 @@ def wheels(tmp_path: Path) -> Wheelhouse:
 
 
 def test_same_inputs_same_context_hash(
-    project: Project, model_dir: Path, wheels: Wheelhouse, tmp_path: Path
+    project: Project, model_dir: Path, wheels: Wheelhouse, record: Record, tmp_path: Path
 ) -> None:
-    a = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "a")
-    b = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "b")
+    a = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "a", record=record)
+    b = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "b", record=record)
     assert a.hash == b.hash and a.dockerfile_hash == b.dockerfile_hash
     assert (a.path / "Dockerfile").read_bytes() == (b.path / "Dockerfile").read_bytes()
-    again = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "a")  # replaced
+    again = assemble(
+        project, REF, model_dir, wheels, "3.11", tmp_path / "a", record=record
+    )  # replaced
     assert again.hash == a.hash
     newer = ModelRef(**{**REF.__dict__, "version": 4})
-    assert assemble(project, newer, model_dir, wheels, "3.11", tmp_path / "c").hash != a.hash
+    assert (
+        assemble(project, newer, model_dir, wheels, "3.11", tmp_path / "c", record=record).hash
+        != a.hash
+    )
 
 
 def test_model_manifest_verifies_with_sha256sum(
-    project: Project, model_dir: Path, wheels: Wheelhouse, tmp_path: Path
+    project: Project, model_dir: Path, wheels: Wheelhouse, record: Record, tmp_path: Path
 ) -> None:
-    ctx = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "ctx")
+    ctx = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "ctx", record=record)
     assert (ctx.path / "model.sha256").read_text() == tree_manifest(model_dir)
     assert ctx.model_hash == tree_hash(model_dir) == ctx.build_args["MODEL_HASH"]
+    baked = Record.load(ctx.path / "model.record.json")  # what the image's server checks
+    assert baked.hash == ctx.model_hash and baked.manifest == record.manifest
+    assert baked.source == ""  # no path of the build machine in the image
     check = ["sha256sum", "--check", "--strict", "--quiet", "../model.sha256"]
     assert subprocess.run(check, cwd=ctx.path / "model").returncode == 0
     (ctx.path / "model" / "model.skops").write_bytes(b"\x00weightz\x01")
@@ -96,9 +111,9 @@ def test_model_manifest_verifies_with_sha256sum(
 
 
 def test_build_args_and_image_settings(
-    project: Project, model_dir: Path, wheels: Wheelhouse, tmp_path: Path
+    project: Project, model_dir: Path, wheels: Wheelhouse, record: Record, tmp_path: Path
 ) -> None:
-    ctx = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "ctx")
+    ctx = assemble(project, REF, model_dir, wheels, "3.11", tmp_path / "ctx", record=record)
     assert read_build_args(ctx.path) == ctx.build_args
     assert ctx.build_args["GIT_COMMIT"] == REF.git_commit
     assert ctx.build_args["SNAPSHOT_HASH"] == REF.snapshot_hash
@@ -114,18 +129,18 @@ def test_build_args_and_image_settings(
 
 
 def test_an_ejected_dockerfile_is_used_when_configured(
-    project: Project, model_dir: Path, wheels: Wheelhouse, tmp_path: Path
+    project: Project, model_dir: Path, wheels: Wheelhouse, record: Record, tmp_path: Path
 ) -> None:
     from shipml.build.image import eject
 
     path = eject(project, project.root / "Dockerfile")
     path.write_text(path.read_text() + "# mine\n")
     own = load_project(project.root, env={"SHIPML_BUILD__DOCKERFILE": "Dockerfile"})
-    ctx = assemble(own, REF, model_dir, wheels, "3.11", tmp_path / "ctx")
+    ctx = assemble(own, REF, model_dir, wheels, "3.11", tmp_path / "ctx", record=record)
     assert (ctx.path / "Dockerfile").read_text().endswith("# mine\n")
     missing = load_project(project.root, env={"SHIPML_BUILD__DOCKERFILE": "nope/Dockerfile"})
     with pytest.raises(BuildError, match=r"build.dockerfile 'nope/Dockerfile' does not exist"):
-        assemble(missing, REF, model_dir, wheels, "3.11", tmp_path / "ctx2")
+        assemble(missing, REF, model_dir, wheels, "3.11", tmp_path / "ctx2", record=record)
 
 
 def test_eject_refuses_to_overwrite(project: Project) -> None:

@@ -43,9 +43,9 @@ def test_serves_as_a_non_root_user_with_healthcheck_and_entrypoint() -> None:
     [entry] = re.findall(r"^ENTRYPOINT (.*)$", text, flags=re.M)
     shell, flag, command = json.loads(entry)
     assert (shell, flag) == ("/bin/sh", "-c")
-    assert command == (
-        "exec /opt/shipml/venv/bin/shipml serve /opt/shipml/model --project /opt/shipml "
-        '--model-name "$SHIPML_MODEL_NAME" --model-version "$SHIPML_MODEL_VERSION"'
+    assert command == (  # verified against the record the build baked in, no registry
+        "exec /opt/shipml/venv/bin/shipml serve /opt/shipml/model "
+        "--record /opt/shipml/model.record.json --project /opt/shipml"
     )
     assert "SHIPML_MODEL_NAME=$MODEL_NAME SHIPML_MODEL_VERSION=$MODEL_VERSION" in text
 
@@ -55,6 +55,7 @@ def test_installs_offline_with_hashes_and_verifies_the_model() -> None:
     assert "--no-index" in text and "--require-hashes" in text and "--no-deps" in text
     assert 'echo "${MODEL_HASH#sha256:}  model.sha256" | sha256sum --check --strict' in text
     assert "sha256sum --check --strict --quiet ../model.sha256" in text
+    assert 'grep -q "\\"hash\\": \\"$MODEL_HASH\\"" model.record.json' in text
     assert "python -m shipml.build.sbom" in text
 
 
