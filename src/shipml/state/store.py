@@ -32,6 +32,7 @@ from shipml.state.tables import audit_events, audit_head, metadata, step_runs
 __all__ = ["AuditEvent", "StateStore", "StepRecord", "actor", "utcnow"]
 
 GENESIS = "sha256:" + "0" * 64
+LOCK_TRIES = 10  # `locked()` waits this many SQLite busy timeouts (30 s each) at most
 
 
 def utcnow() -> str:
@@ -226,9 +227,26 @@ class StateStore:
         a second connection would wait for this very lock). A crash rolls the block back.
         """
         self._ensure_head()
-        with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE takes the write lock
-            conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
-            yield conn
+        with self.engine.connect() as conn:
+            for attempt in range(LOCK_TRIES):  # each waits up to the driver's busy timeout
+                try:
+                    conn.begin()  # SQLite: BEGIN IMMEDIATE takes the write lock
+                    conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
+                    break
+                except OperationalError:
+                    conn.rollback()
+                    if attempt == LOCK_TRIES - 1:
+                        raise StateError(
+                            f"the state store at {_redact(self.url)} stayed locked by another "
+                            f"shipml process for {LOCK_TRIES} tries; find it with `ps`, or "
+                            f"retry when it is done"
+                        ) from None
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def _conn(self, conn: Connection | None) -> Iterator[Connection]:
