@@ -29,7 +29,7 @@ def register_commands(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Release a model version: shadow, canary steps, analysis, then promote or roll back."""
-        with errors(as_json), _controller(load(project), as_json) as c:
+        with errors(as_json), _controller(load(project), as_json, recover=True) as c:
             release = c.deploy(version, resume=resume)
         emit(as_json, release.to_dict(), lambda: _served(c, f"release {release.id}: promoted"))
 
@@ -54,7 +54,7 @@ def register_commands(app: typer.Typer) -> None:
         (only the champion alias moves while nothing is deployed)."""
         with errors(as_json):
             p = for_model(project, model) if model else load(project)
-            with _controller(p, as_json) as c:
+            with _controller(p, as_json, recover=True) as c:
                 release = c.promote(version, reason=reason)
         alias = p.config.registry.champion_alias
         payload: dict[str, Any] = {"model": p.model_name, "alias": alias}
@@ -81,17 +81,24 @@ def register_commands(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _controller(project: Project, quiet: bool) -> Iterator[Controller]:
+def _controller(project: Project, quiet: bool, *, recover: bool = False) -> Iterator[Controller]:
+    """The release controller; with `recover`, interrupted registry changes are repaired
+    first (`shipml registry recover`), so a release never starts from a half-made version."""
     from shipml.deploy.controller import Controller
     from shipml.deploy.local import LocalTarget
+    from shipml.registry.recovery import run_recovery
 
     err = console(stderr=True)
+    say = (lambda _m: None) if quiet else (lambda m: err.print(m, markup=False))
     with state(project) as store:
+        if recover:
+            for line in run_recovery(project, store):
+                say(f"recovered: {line}")
         yield Controller(
             project,
             store,
             LocalTarget(project),
-            say=(lambda _m: None) if quiet else (lambda m: err.print(m, markup=False)),
+            say=say,
         )
 
 

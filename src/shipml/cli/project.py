@@ -71,11 +71,15 @@ def register_commands(app: typer.Typer) -> None:
 
     @audit_app.command("verify")
     def audit_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-        """Check the audit chain; exit 1 if an entry was edited, reordered or deleted."""
+        """Check the audit chain, and that the registry agrees with it; exit 1 if an entry was
+        edited, reordered or deleted, or a registry change has no audit record."""
+        from shipml.registry.client import Registry
+        from shipml.registry.recovery import check
+
         with errors(as_json):
             p = load(project)
             with state(p) as store:
-                problems = store.verify_audit()
+                problems = check(Registry(p), store)
                 count = len(store.events())
         emit(
             as_json,
@@ -83,7 +87,8 @@ def register_commands(app: typer.Typer) -> None:
             lambda: console().print(
                 f"audit log intact: {count} entries"
                 if not problems
-                else "audit log TAMPERED:\n" + "\n".join(f"  - {x}" for x in problems),
+                else "audit log TAMPERED or out of step with the registry:\n"
+                + "\n".join(f"  - {x}" for x in problems),
                 markup=False,
             ),
         )

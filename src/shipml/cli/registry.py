@@ -1,4 +1,4 @@
-"""Registry commands: `registry versions | history`, `lineage`."""
+"""Registry commands: `registry versions | history | recover`, `lineage`."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ def register_commands(app: typer.Typer) -> None:
         with errors(as_json):
             p = load(project)
             found = list_versions(p)
-        table = Table("version", "aliases", "snapshot", "git commit", "run")
+        table = Table("version", "aliases", "registration", "snapshot", "git commit", "run")
         for v in found:
             table.add_row(
                 str(v.version),
                 ",".join(v.aliases),
+                v.tags.get("shipml.registration", ""),
                 v.tags.get("shipml.snapshot", ""),
                 v.tags.get("shipml.git_commit", "")[:10],
                 v.run_id,
@@ -56,6 +57,25 @@ def register_commands(app: typer.Typer) -> None:
         for s in spans:
             table.add_row(s.alias, str(s.version), s.since, s.until or "now", s.actor, s.reason)
         emit(as_json, [s.__dict__ for s in spans], lambda: console().print(table))
+
+    @reg.command("recover")
+    def recover(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+        """Finish or mark interrupted registrations, put aliases back in step with the audit
+        log, and mark steps whose process died failed (`register`, `deploy` and `promote`
+        do this first on their own)."""
+        from shipml.registry.recovery import run_recovery
+
+        with errors(as_json):
+            p = load(project)
+            with state(p) as store:
+                done = run_recovery(p, store)
+        emit(
+            as_json,
+            {"repaired": done},
+            lambda: console().print(
+                "\n".join(done) if done else "nothing to recover", markup=False
+            ),
+        )
 
     @app.command()
     def lineage(

@@ -5,7 +5,8 @@ Two tables hold every record shipml keeps of its own:
   status). Rows sharing a `run_id` are one `shipml run`; lineage is read from them.
 - `audit_events`: an append-only log of every state change. Each row stores the hash of the
   previous row, so an edit, a deletion or a reordering breaks the chain; `audit_head` holds
-  the count and last hash, so even deleting the newest row is detected.
+  the count and last hash, so deleting the newest row is detected; deleting it *and*
+  rewriting the head is caught by the anchors the registry keeps outside this database.
 
 JSON is stored as canonical text rather than a JSON column type, so SQLite and PostgreSQL
 hash exactly the same bytes.
@@ -33,6 +34,9 @@ step_runs = Table(
     Column("outputs_hash", String(80)),
     Column("timings", Text),
     Column("error", Text),
+    # Who runs the step: a `running` row whose process is gone is marked failed by recovery.
+    Column("pid", Integer),
+    Column("host", String(200)),
 )
 
 audit_events = Table(

@@ -1,3 +1,6 @@
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -8,7 +11,7 @@ from sqlalchemy import delete, text, update
 
 from shipml.errors import GateFailed, StateError
 from shipml.state.store import StateStore
-from shipml.state.tables import audit_events
+from shipml.state.tables import audit_events, audit_head
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -135,4 +138,77 @@ def test_any_single_edit_breaks_the_chain(tmp_path_factory, details, data) -> No
     with s.engine.begin() as c:
         c.execute(update(audit_events).where(audit_events.c.seq == seq).values(subject="z"))
     assert s.verify_audit() != []
+    s.close()
+
+
+def test_truncation_with_a_rewritten_head_is_caught_by_an_anchor(store: StateStore) -> None:
+    """Delete the newest entry and rewrite the head to match: the chain alone looks intact;
+    an anchor recorded outside the database (seq and hash of entry 5) does not."""
+    fill(store)
+    last, before = store.events()[-1], store.events()[-2]
+    anchors = [("the tag on m:1", last.seq, last.hash)]
+    assert store.verify_audit(anchors) == []
+    with store.engine.begin() as c:
+        c.execute(delete(audit_events).where(audit_events.c.seq == 5))
+        c.execute(update(audit_head).values(count=before.seq, hash=before.hash))
+    assert store.verify_audit() == []
+    [problem] = store.verify_audit(anchors)
+    assert "the tag on m:1 records audit entry 5" in problem and "no such entry" in problem
+
+
+def test_events_in_a_locked_block_are_written_with_it_or_not_at_all(store: StateStore) -> None:
+    fill(store, 2)
+    with store.locked() as conn:
+        store.audit("alias.set", "m@c", {"version": 3}, who="t", conn=conn)
+    with pytest.raises(ZeroDivisionError), store.locked() as conn:
+        store.audit("alias.set", "m@c", {"version": 4}, who="t", conn=conn)
+        _ = 1 / 0
+    assert [e.details.get("version") for e in store.events()] == [0, 1, 3]
+    assert store.verify_audit() == []
+
+
+def test_a_running_step_whose_process_died_is_marked_failed(store: StateStore) -> None:
+    """A real process opens a step and SIGKILLs itself: the row stays `running` until a
+    later command sees that its pid is gone."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from shipml.state.store import StateStore\n"
+            "with StateStore(sys.argv[1]).step('dead', 'register', {}):\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+            store.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with store.step("alive", "train", {}):
+        [dead] = store.recover_steps()  # this process's own running step is left alone
+        assert {s.run_id: s.status for s in store.steps()} == {
+            "dead": "failed",
+            "alive": "running",
+        }
+    assert dead.run_id == "dead" and "ended without recording an outcome" in (dead.error or "")
+    assert store.recover_steps() == []
+
+
+def test_a_store_made_before_steps_recorded_pids_gains_the_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    with sqlite3.connect(tmp_path / "old.db") as c:
+        c.execute(
+            "CREATE TABLE step_runs (id VARCHAR(36) PRIMARY KEY, run_id VARCHAR(36) NOT NULL, "
+            "stage VARCHAR(32) NOT NULL, status VARCHAR(16) NOT NULL, started_at VARCHAR(32) "
+            "NOT NULL, finished_at VARCHAR(32), duration_s FLOAT, inputs TEXT NOT NULL, "
+            "inputs_hash VARCHAR(80) NOT NULL, outputs TEXT, outputs_hash VARCHAR(80), "
+            "timings TEXT, error TEXT)"
+        )
+    s = StateStore(url)
+    with s.step("r", "train", {}):
+        pass
+    assert [x.status for x in s.steps()] == ["succeeded"]
     s.close()
