@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "_timing": 0,
     "_urls": 0,
     "_ports": 1,
+    "_seam": 0,
     "_hashing": 1,
     "_libs": 1,
     "stats": 1,
