@@ -48,7 +48,9 @@ async def shutdown(self):
     await _shutdown(self)
     pathlib.Path(os.environ["CHOICES_MARKER"]).write_text(f"{{calls[0]}} {{calls[1]}}")
 shipml_app.App.shutdown = shutdown
-spec = shipml_app.VariantSpec("stable", os.environ["CHOICES_MODEL_DIR"], "credit", "1", trusted=True)
+spec = shipml_app.VariantSpec(
+    "stable", os.environ["CHOICES_MODEL_DIR"], "credit", "1", trusted=True
+)
 app = shipml_app.App(shipml_app.ServerSpec(variants=[spec]))
 """
 PIN: dict[str, list[str]] = {"server": [], "wrk": []}  # --pin: taskset prefixes, one core for each
