@@ -362,7 +362,9 @@ def test_a_stuck_model_turns_readiness_red_and_holds_only_its_variant(
 
     async def test(app: App, client: Client) -> None:
         auth = {"authorization": f"Bearer {TOKEN}"}
-        canary = await app.add_variant(VariantSpec("canary", str(model_dir), "credit", "2", 100))
+        canary = await app.add_variant(
+            VariantSpec("canary", str(model_dir), "credit", "2", 100, trusted=True)
+        )
         real = canary.model.predict
         object.__setattr__(canary.model, "predict", lambda b: (release.wait(), real(b))[1])
         body = split(rows.head(1))
