@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,13 +121,19 @@ class Registry:
         self.client.set_model_version_tag(self.name, str(version), key, value)
 
     def register(
-        self, store: StateStore, *, run_id: str, model_uri: str, tags: dict[str, Any]
+        self,
+        store: StateStore,
+        *,
+        run_id: str,
+        model_uri: str,
+        tags: dict[str, Any],
+        first: Callable[[Registry, StateStore, Any], object] | None = None,
     ) -> ModelVersion:
         """Register a logged model, tag it and make it the candidate, all or nothing.
 
-        Recovery of an earlier, interrupted registration runs first, under the same lock."""
-        from shipml.registry.recovery import recover
-
+        `first(registry, store, conn)` runs under the same lock before anything is created:
+        `registry.models.register` passes `recovery.recover`, so an earlier, interrupted
+        registration is recovered first (recovery builds on this module, not the reverse)."""
         clean = {k: str(v) for k, v in tags.items()}
         clean |= {REGISTRATION: "pending", REGISTRAR: _registrar()}
         candidate = self.project.config.registry.candidate_alias
@@ -134,7 +141,8 @@ class Registry:
         moved: tuple[int | None] | None = None  # (previous,) once MLflow's alias has moved
         try:
             with store.locked() as conn:
-                recover(self, store, conn)
+                if first is not None:
+                    first(self, store, conn)
                 version = self._create(run_id, model_uri, clean)
                 crash_point("register.created")
                 last = store.audit(

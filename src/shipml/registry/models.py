@@ -48,8 +48,13 @@ class AliasSpan:
 def register(
     project: Project, store: StateStore, *, run_id: str, model_uri: str, tags: dict[str, Any]
 ) -> ModelVersion:
-    """Register a logged model, tag it and make it the candidate, all or nothing."""
-    return Registry(project).register(store, run_id=run_id, model_uri=model_uri, tags=tags)
+    """Register a logged model, tag it and make it the candidate, all or nothing; an earlier,
+    interrupted registration is recovered first, under the same lock."""
+    from shipml.registry.recovery import recover
+
+    return Registry(project).register(
+        store, run_id=run_id, model_uri=model_uri, tags=tags, first=recover
+    )
 
 
 def get_version(project: Project, version: int) -> ModelVersion:
