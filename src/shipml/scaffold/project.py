@@ -99,12 +99,8 @@ def init_project(
     result.existing = [p for p in [*planned, suite] if (root / p).exists()]
     if not inside and (root / source).exists() and not _same_file(root / source, data):
         result.existing.append(source)
-    if result.existing and not force:
+    if not _write_planned(root, planned, result, force):
         return result
-    result.existing = []
-    for rel, text in planned.items():
-        _write(root / rel, text)
-        result.written.append(rel)
     if not inside:
         (root / "data").mkdir(parents=True, exist_ok=True)
         if not _same_file(root / source, data):
@@ -126,13 +122,19 @@ def init_ci(
     planned = pipeline_files(ci, pip_spec=pip_spec)
     result = InitResult(root)
     result.existing = [p for p in planned if (root / p).exists()]
+    _write_planned(root, planned, result, force)
+    return result
+
+
+def _write_planned(root: Path, planned: dict[str, str], result: InitResult, force: bool) -> bool:
+    """Write every planned file, or none while `result.existing` lists some and not `force`."""
     if result.existing and not force:
-        return result
+        return False
     result.existing = []
     for rel, text in planned.items():
         _write(root / rel, text)
         result.written.append(rel)
-    return result
+    return True
 
 
 def _first_snapshot_and_suite(root: Path, suite: str) -> tuple[str, int]:
